@@ -1,0 +1,1 @@
+"""Raw tables to features: the data contract, the simulator and point-in-time features."""

@@ -1,0 +1,37 @@
+"""Docket's configuration: one typed object, read from the environment.
+
+Every location has an embedded default that works on a fresh clone (files under
+the working directory) and an environment variable that overrides it. Secrets
+never live here; they only ever come from the environment.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    mlflow_tracking_uri: str
+    max_batch: int
+    num_threads: int
+    seed: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            data_dir=Path(env.get("DOCKET_DATA_DIR", "data")).resolve(),
+            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{Path('mlflow.db').resolve()}"),
+            max_batch=int(env.get("DOCKET_MAX_BATCH", "1000")),
+            num_threads=int(env.get("DOCKET_NUM_THREADS", "1")),
+            seed=int(env.get("DOCKET_SEED", "7")),
+        )
+
+
+# Names of the registered models and the alias the service loads.
+SEVERITY_MODEL = "docket-severity"
+FRAUD_MODEL = "docket-fraud"
+CHAMPION = "champion"

@@ -1,0 +1,1 @@
+"""The BentoML service, scoring and ranking, and the command line."""

@@ -1,0 +1,1 @@
+"""Fit, calibrate, evaluate and register Docket's models."""
