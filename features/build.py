@@ -1,0 +1,471 @@
+"""Point-in-time features for reports and orders: one code path for training and serving.
+
+`History.from_tables` indexes the raw tables once. `report_features` and
+`order_features` are pure functions of (rows to score, history): training calls
+them with every labelled row, the service with one request's rows, and both get
+the same numbers because they run the same code. Every history feature of a row
+at time t uses only events strictly before t, and labels only once they were
+known (outcomes after `resolved_at`, order fraud after `fraud_known_at`,
+violations after `decided_at`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features import vocabulary as V
+from features.history import DAY, HOUR, NAT, EventStream, codes_for, seconds
+from features.text import TEXT_FEATURES, text_features
+
+WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
+VIOLATION_WINDOWS = {"30d": 30 * DAY, "90d": 90 * DAY, "180d": 180 * DAY}
+SPEND_WINDOWS = {"1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
+RATE_WINDOW = 30 * DAY
+
+CATEGORICALS: dict[str, tuple[str, ...]] = {
+    "reporter_type": V.REPORTER_TYPES,
+    "channel": V.CHANNELS,
+    "category": V.CATEGORIES,
+    "family": V.FAMILIES,
+}
+
+
+def _smoothed_rate(hits: np.ndarray, total: np.ndarray, prior: float, strength: float = 2.0) -> np.ndarray:
+    """A rate shrunk toward `prior` so that one event does not read as 0% or 100%."""
+    return (hits + prior * strength) / (total + strength)
+
+
+def _ratio(hits: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """hits / total, NaN where there is nothing to divide by (the model learns what 'no data' means)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, hits / np.where(total > 0, total, 1), np.nan)
+
+
+@dataclass
+class History:
+    """Everything known about accounts over time, indexed for window queries."""
+
+    account_ids: pd.Index
+    created: np.ndarray
+    verified: np.ndarray
+    is_seller: np.ndarray
+    order_ids: pd.Index
+    order_times: pd.DataFrame
+    reports_by_subject: EventStream
+    subject_pair_prev: np.ndarray
+    reports_by_reporter: EventStream
+    outcomes_by_reporter: EventStream
+    outcomes_by_subject: EventStream
+    violations: dict[str, EventStream]
+    actions: dict[str, EventStream]
+    penalty_starts: EventStream
+    penalty_ends: EventStream
+    sold: EventStream
+    bought: EventStream
+    due: EventStream
+    cancels: EventStream
+    refunds: EventStream
+    seller_fraud: EventStream
+    buyer_fraud: EventStream
+
+    @classmethod
+    def from_tables(cls, tables: dict[str, pd.DataFrame]) -> "History":
+        """Index validated raw tables (see features.contract); missing optional tables count as empty."""
+        accounts = tables["accounts"]
+        ids = pd.Index(accounts["account_id"].astype(object))
+        orders = tables.get("orders", _empty_orders())
+        reports = tables.get("reports", _empty_reports())
+        enforcements = tables.get("enforcements", _empty_enforcements())
+        outcomes = tables.get("outcomes", _empty_outcomes())
+
+        seller = codes_for(orders["seller_id"], ids)
+        buyer = codes_for(orders["buyer_id"], ids)
+        created = seconds(orders["created_at"])
+        ship_by, shipped = seconds(orders["ship_by"]), seconds(orders["shipped_at"])
+        cancelled_at = seconds(orders["cancelled_at"])
+        cancelled_before_due = (cancelled_at != NAT) & (cancelled_at <= ship_by)
+        missed = ((shipped == NAT) | (shipped > ship_by)) & ~cancelled_before_due
+        due_at = np.where(cancelled_before_due, NAT, ship_by)
+        fraud_known = seconds(orders["fraud_known_at"])
+        amount = orders["amount"].to_numpy(np.float64)
+
+        subject = codes_for(reports["subject_id"], ids)
+        reporter = codes_for(reports["reporter_id"], ids)
+        report_t = seconds(reports["created_at"])
+        by_subject = EventStream(subject, report_t)
+
+        joined = outcomes.merge(
+            reports[["report_id", "subject_id", "reporter_id"]], on="report_id", how="inner", validate="one_to_one"
+        )
+        resolved = seconds(joined["resolved_at"])
+        valid = joined["valid"].to_numpy(bool).astype(np.float64)
+
+        return cls(
+            account_ids=ids,
+            created=seconds(accounts["created_at"]),
+            verified=accounts["verified"].to_numpy(bool),
+            is_seller=(accounts["role"] == "seller").to_numpy(bool),
+            order_ids=pd.Index(orders["order_id"].astype(object)),
+            order_times=pd.DataFrame(
+                {
+                    "amount": amount,
+                    "created": created,
+                    "ship_by": ship_by,
+                    "shipped": shipped,
+                    "delivered": seconds(orders["delivered_at"]),
+                }
+            ),
+            reports_by_subject=by_subject,
+            subject_pair_prev=_previous_same_pair(subject, reporter, report_t)[by_subject.order],
+            reports_by_reporter=EventStream(reporter, report_t),
+            outcomes_by_reporter=EventStream(codes_for(joined["reporter_id"], ids), resolved, {"valid": valid}),
+            outcomes_by_subject=EventStream(codes_for(joined["subject_id"], ids), resolved, {"valid": valid}),
+            violations={
+                fam: _stream_where(enforcements, ids, enforcements["family"] == fam) for fam in V.FAMILIES
+            },
+            actions={
+                act: _stream_where(enforcements, ids, enforcements["action"] == act)
+                for act in ("warning", "suspension", "ban")
+            },
+            **_penalty_streams(enforcements, ids),
+            sold=EventStream(seller, created, {"amount": amount}),
+            bought=EventStream(buyer, created, {"amount": amount}),
+            due=EventStream(seller, due_at, {"missed": missed.astype(np.float64)}),
+            cancels=EventStream(seller, cancelled_at),
+            refunds=EventStream(seller, seconds(orders["refunded_at"])),
+            seller_fraud=EventStream(seller, fraud_known),
+            buyer_fraud=EventStream(buyer, fraud_known),
+        )
+
+    def account_codes(self, ids: pd.Series) -> np.ndarray:
+        return codes_for(ids, self.account_ids)
+
+    def order_codes(self, ids: pd.Series) -> np.ndarray:
+        return codes_for(ids, self.order_ids)
+
+
+def _previous_same_pair(subject: np.ndarray, reporter: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """For each report, when the same reporter last reported the same subject (NAT if never).
+
+    Reports without a reporter get +inf so they never count as a distinct reporter.
+    """
+    order = np.lexsort((t, reporter, subject))
+    s, r, tt = subject[order], reporter[order], t[order]
+    same = np.zeros(len(order), dtype=bool)
+    same[1:] = (s[1:] == s[:-1]) & (r[1:] == r[:-1])
+    prev_sorted = np.where(same, np.concatenate(([NAT], tt[:-1])), NAT)
+    prev_sorted = np.where(r < 0, np.iinfo(np.int64).max, prev_sorted)
+    prev = np.empty_like(prev_sorted)
+    prev[order] = prev_sorted
+    return prev
+
+
+def _stream_where(enforcements: pd.DataFrame, ids: pd.Index, mask: pd.Series) -> EventStream:
+    rows = enforcements[mask.to_numpy(bool)]
+    return EventStream(codes_for(rows["account_id"], ids), seconds(rows["decided_at"]))
+
+
+def _penalty_streams(enforcements: pd.DataFrame, ids: pd.Index) -> dict[str, EventStream]:
+    """Starts and ends of time-limited actions: active at t = started before t minus ended by t."""
+    timed = enforcements[(enforcements["action_days"] > 0).to_numpy(bool)]
+    keys = codes_for(timed["account_id"], ids)
+    start = seconds(timed["decided_at"])
+    end = start + timed["action_days"].to_numpy(np.int64) * DAY
+    # An end exactly at t means the penalty is over at t, so ends count from t + 1.
+    return {"penalty_starts": EventStream(keys, start), "penalty_ends": EventStream(keys, end - 1)}
+
+
+def _empty(columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype=d) for c, d in columns.items()})
+
+
+def _empty_orders() -> pd.DataFrame:
+    ts = "datetime64[us, UTC]"
+    return _empty(
+        {"order_id": "str", "buyer_id": "str", "seller_id": "str", "amount": "float64", "created_at": ts,
+         "ship_by": ts, "shipped_at": ts, "delivered_at": ts, "cancelled_at": ts, "refunded_at": ts,
+         "fraud_known_at": ts}
+    )
+
+
+def _empty_reports() -> pd.DataFrame:
+    return _empty({"report_id": "str", "subject_id": "str", "reporter_id": "str", "created_at": "datetime64[us, UTC]"})
+
+
+def _empty_enforcements() -> pd.DataFrame:
+    return _empty(
+        {"account_id": "str", "decided_at": "datetime64[us, UTC]", "family": "str", "action": "str", "action_days": "int64"}
+    )
+
+
+def _empty_outcomes() -> pd.DataFrame:
+    return _empty({"report_id": "str", "valid": "bool", "resolved_at": "datetime64[us, UTC]"})
+
+
+# ---------------------------------------------------------------------------
+# Feature blocks. Each returns a dict of name -> array for rows (keys, t).
+
+def account_block(h: History, keys: np.ndarray, t: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+    """Static account facts as of t: age, verification, role."""
+    known = keys >= 0
+    safe = np.where(known, keys, 0)
+    age = np.where(known, (t - h.created[safe]) / DAY, np.nan)
+    return {
+        f"{prefix}_age_days": age,
+        f"{prefix}_verified": np.where(known, h.verified[safe], np.nan).astype(np.float64),
+        f"{prefix}_is_seller": np.where(known, h.is_seller[safe], np.nan).astype(np.float64),
+    }
+
+
+def record_block(h: History, keys: np.ndarray, t: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+    """Enforcement record as of t: violations by family and window, actions, active penalties."""
+    out: dict[str, np.ndarray] = {}
+    for fam, stream in h.violations.items():
+        for wname, w in VIOLATION_WINDOWS.items():
+            out[f"{prefix}_violations_{fam}_{wname}"] = stream.count(keys, t, w)
+    out[f"{prefix}_warnings_180d"] = h.actions["warning"].count(keys, t, VIOLATION_WINDOWS["180d"])
+    out[f"{prefix}_suspensions_ever"] = h.actions["suspension"].count(keys, t)
+    out[f"{prefix}_bans_ever"] = h.actions["ban"].count(keys, t)
+    out[f"{prefix}_active_penalties"] = h.penalty_starts.count(keys, t) - h.penalty_ends.count(keys, t)
+    return out
+
+
+def reports_received_block(h: History, keys: np.ndarray, t: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+    """Reports about the account by window, distinct reporters in the last hour, past validity."""
+    out = {f"{prefix}_reports_{w}": h.reports_by_subject.count(keys, t, sec) for w, sec in WINDOWS.items()}
+    out[f"{prefix}_distinct_reporters_1h"] = h.reports_by_subject.count_where(
+        keys, t, HOUR, h.subject_pair_prev, t - HOUR
+    )
+    resolved = h.outcomes_by_subject.count(keys, t)
+    valid = h.outcomes_by_subject.total("valid", keys, t)
+    out[f"{prefix}_reports_resolved"] = resolved
+    out[f"{prefix}_reports_valid_rate"] = _smoothed_rate(valid, resolved, prior=0.5)
+    return out
+
+
+def fulfillment_block(h: History, keys: np.ndarray, t: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+    """The account as a seller over the last 30 days: volume, missed ship-by, cancellation, refund rates."""
+    sold = h.sold.count(keys, t, RATE_WINDOW)
+    due = h.due.count(keys, t, RATE_WINDOW)
+    return {
+        f"{prefix}_orders_sold_30d": sold,
+        f"{prefix}_late_rate_30d": _ratio(h.due.total("missed", keys, t, RATE_WINDOW), due),
+        f"{prefix}_cancel_rate_30d": _ratio(h.cancels.count(keys, t, RATE_WINDOW), sold),
+        f"{prefix}_refund_rate_30d": _ratio(h.refunds.count(keys, t, RATE_WINDOW), sold),
+    }
+
+
+def transactions_block(h: History, keys: np.ndarray, t: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+    """Spend as a buyer and fraud as a seller and buyer, by window; fraud counts only once known."""
+    out: dict[str, np.ndarray] = {}
+    for w, sec in SPEND_WINDOWS.items():
+        n = h.bought.count(keys, t, sec)
+        out[f"{prefix}_buy_count_{w}"] = n
+        out[f"{prefix}_buy_mean_{w}"] = _ratio(h.bought.total("amount", keys, t, sec), n)
+    for w, sec in SPEND_WINDOWS.items():
+        out[f"{prefix}_seller_fraud_rate_{w}"] = _ratio(h.seller_fraud.count(keys, t, sec), h.sold.count(keys, t, sec))
+    out[f"{prefix}_buyer_fraud_known"] = h.buyer_fraud.count(keys, t)
+    out[f"{prefix}_seller_fraud_known"] = h.seller_fraud.count(keys, t)
+    return out
+
+
+def reporter_block(h: History, keys: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+    """The reporter's track record as known at t; NaN for reports without a reporter account."""
+    known = keys >= 0
+    resolved = h.outcomes_by_reporter.count(keys, t)
+    valid = h.outcomes_by_reporter.total("valid", keys, t)
+    nan = np.nan
+    return {
+        "reporter_past_reports": np.where(known, h.reports_by_reporter.count(keys, t), nan),
+        "reporter_reports_24h": np.where(known, h.reports_by_reporter.count(keys, t, DAY), nan),
+        "reporter_past_resolved": np.where(known, resolved, nan),
+        "reporter_accuracy": np.where(known, _smoothed_rate(valid, resolved, prior=0.5), nan),
+        **{k: v for k, v in account_block(h, keys, t, "reporter").items() if k != "reporter_is_seller"},
+    }
+
+
+def order_link_block(h: History, order_codes: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+    """State of the order a report names, as of the report's time (NaN when no order is named)."""
+    known = order_codes >= 0
+    o = h.order_times.iloc[np.where(known, order_codes, 0)] if len(h.order_times) else None
+    if o is None:
+        nan = np.full(len(t), np.nan)
+        return {k: nan for k in ("order_amount", "order_age_days", "order_shipped", "order_delivered", "order_past_ship_by")}
+
+    def before(col: str) -> np.ndarray:
+        v = o[col].to_numpy()
+        return np.where(known, ((v != NAT) & (v < t)).astype(np.float64), np.nan)
+
+    return {
+        "order_amount": np.where(known, o["amount"].to_numpy(), np.nan),
+        "order_age_days": np.where(known, (t - o["created"].to_numpy()) / DAY, np.nan),
+        "order_shipped": before("shipped"),
+        "order_delivered": before("delivered"),
+        "order_past_ship_by": before("ship_by"),
+    }
+
+
+def _categorical(values: pd.Series, name: str) -> pd.Categorical:
+    return pd.Categorical(values.astype(object), categories=list(CATEGORICALS[name]))
+
+
+def as_model_input(X: pd.DataFrame) -> pd.DataFrame:
+    """X with its categorical columns on the fixed vocabulary categories.
+
+    Models see the same category codes whether X came from `report_features`
+    or as plain strings through MLflow's pyfunc interface.
+    """
+    fix = {c: _categorical(X[c], c) for c in CATEGORICALS if c in X.columns and not _has_vocabulary(X[c], c)}
+    return X.assign(**fix) if fix else X
+
+
+def _has_vocabulary(col: pd.Series, name: str) -> bool:
+    return isinstance(col.dtype, pd.CategoricalDtype) and list(col.dtype.categories) == list(CATEGORICALS[name])
+
+
+def report_features(reports: pd.DataFrame, h: History) -> pd.DataFrame:
+    """Features of each report at its created_at, in the order of `reports` (see FEATURES for meanings)."""
+    t = seconds(reports["created_at"])
+    subject = h.account_codes(reports["subject_id"])
+    reporter = h.account_codes(reports["reporter_id"])
+    family = reports["category"].map(V.CATEGORY_FAMILY)
+    blocks = {
+        **reporter_block(h, reporter, t),
+        **account_block(h, subject, t, "subject"),
+        **record_block(h, subject, t, "subject"),
+        **reports_received_block(h, subject, t, "subject"),
+        **fulfillment_block(h, subject, t, "subject"),
+        **transactions_block(h, subject, t, "subject"),
+        **order_link_block(h, h.order_codes(reports["order_id"]), t),
+        "has_show": reports["show_id"].notna().to_numpy(np.float64),
+        "hour_of_day": ((t % DAY) // HOUR).astype(np.float64),
+    }
+    frame = pd.DataFrame(blocks)
+    frame.insert(0, "reporter_type", _categorical(reports["reporter_type"], "reporter_type"))
+    frame.insert(1, "channel", _categorical(reports["channel"], "channel"))
+    frame.insert(2, "category", _categorical(reports["category"], "category"))
+    frame.insert(3, "family", _categorical(family, "family"))
+    text = text_features(reports["description"].reset_index(drop=True))
+    return pd.concat([frame, text], axis=1)[list(REPORT_FEATURES)]
+
+
+def order_features(orders: pd.DataFrame, h: History) -> pd.DataFrame:
+    """Features of each order at its created_at, for transaction monitoring."""
+    t = seconds(orders["created_at"])
+    buyer = h.account_codes(orders["buyer_id"])
+    seller = h.account_codes(orders["seller_id"])
+    amount = orders["amount"].to_numpy(np.float64)
+    buyer_tx = transactions_block(h, buyer, t, "buyer")
+    blocks = {
+        "amount": amount,
+        "amount_vs_buyer_mean_30d": amount / buyer_tx["buyer_buy_mean_30d"],
+        "has_show": orders["show_id"].notna().to_numpy(np.float64),
+        "hour_of_day": ((t % DAY) // HOUR).astype(np.float64),
+        **account_block(h, buyer, t, "buyer"),
+        **buyer_tx,
+        **record_block(h, buyer, t, "buyer"),
+        "buyer_reports_30d": h.reports_by_subject.count(buyer, t, 30 * DAY),
+        **account_block(h, seller, t, "seller"),
+        **fulfillment_block(h, seller, t, "seller"),
+        **{k: v for k, v in transactions_block(h, seller, t, "seller").items() if "fraud" in k},
+        **record_block(h, seller, t, "seller"),
+        "seller_reports_30d": h.reports_by_subject.count(seller, t, 30 * DAY),
+    }
+    return pd.DataFrame(blocks)[list(ORDER_FEATURES)]
+
+
+# ---------------------------------------------------------------------------
+# The feature catalogue: name -> one-line meaning. Generated docs read this.
+
+def _record_docs(prefix: str, who: str) -> dict[str, str]:
+    docs = {
+        f"{prefix}_violations_{fam}_{w}": f"{who}'s {fam} violations decided in the last {w}"
+        for fam in V.FAMILIES
+        for w in VIOLATION_WINDOWS
+    }
+    docs[f"{prefix}_warnings_180d"] = f"warnings given to the {who} in the last 180 days"
+    docs[f"{prefix}_suspensions_ever"] = f"suspensions the {who} ever received (they never expire)"
+    docs[f"{prefix}_bans_ever"] = f"bans the {who} ever received"
+    docs[f"{prefix}_active_penalties"] = f"time-limited penalties on the {who} still running at the time"
+    return docs
+
+
+def _account_docs(prefix: str, who: str) -> dict[str, str]:
+    return {
+        f"{prefix}_age_days": f"age of the {who}'s account in days",
+        f"{prefix}_verified": f"the {who}'s identity is verified",
+        f"{prefix}_is_seller": f"the {who}'s account is a seller account",
+    }
+
+
+def _transaction_docs(prefix: str, who: str) -> dict[str, str]:
+    docs = {}
+    for w in SPEND_WINDOWS:
+        docs[f"{prefix}_buy_count_{w}"] = f"orders the {who} placed as a buyer in the last {w}"
+        docs[f"{prefix}_buy_mean_{w}"] = f"mean amount of those orders"
+    for w in SPEND_WINDOWS:
+        docs[f"{prefix}_seller_fraud_rate_{w}"] = (
+            f"fraud labels that became known in the last {w} per order the {who} sold in it (label delay respected)"
+        )
+    docs[f"{prefix}_buyer_fraud_known"] = f"fraudulent orders of the {who} as a buyer known so far"
+    docs[f"{prefix}_seller_fraud_known"] = f"fraudulent orders of the {who} as a seller known so far"
+    return docs
+
+
+def _fulfillment_docs(prefix: str, who: str) -> dict[str, str]:
+    return {
+        f"{prefix}_orders_sold_30d": f"orders the {who} sold in the last 30 days",
+        f"{prefix}_late_rate_30d": f"share of the {who}'s orders due in the last 30 days that missed their ship-by time",
+        f"{prefix}_cancel_rate_30d": f"cancellations in the last 30 days per order the {who} sold in them",
+        f"{prefix}_refund_rate_30d": f"refunds in the last 30 days per order the {who} sold in them",
+    }
+
+
+REPORT_FEATURES: dict[str, str] = {
+    "reporter_type": "who filed the report (buyer, seller, moderator, automated_detection, rules_engine)",
+    "channel": "where it was filed (livestream, profile, direct_message, system)",
+    "category": "reported category",
+    "family": "issue family of the category (behavioral, logistics, fraud)",
+    "reporter_past_reports": "reports the reporter filed before this one",
+    "reporter_reports_24h": "reports the reporter filed in the last 24 hours",
+    "reporter_past_resolved": "the reporter's earlier reports already reviewed",
+    "reporter_accuracy": "share of the reporter's reviewed reports found valid (smoothed toward 0.5)",
+    "reporter_age_days": "age of the reporter's account in days",
+    "reporter_verified": "the reporter's identity is verified",
+    **_account_docs("subject", "subject"),
+    **_record_docs("subject", "subject"),
+    **{f"subject_reports_{w}": f"reports about the subject in the last {w}" for w in WINDOWS},
+    "subject_distinct_reporters_1h": "distinct reporters of the subject in the last hour",
+    "subject_reports_resolved": "reports about the subject already reviewed",
+    "subject_reports_valid_rate": "share of those found valid (smoothed toward 0.5)",
+    **_fulfillment_docs("subject", "subject"),
+    **_transaction_docs("subject", "subject"),
+    "order_amount": "amount of the order the report names",
+    "order_age_days": "days since that order was placed",
+    "order_shipped": "that order had shipped before the report",
+    "order_delivered": "that order had been delivered before the report",
+    "order_past_ship_by": "that order's ship-by time had passed before the report",
+    "has_show": "the report names a livestream",
+    "hour_of_day": "hour of day (UTC) the report was filed",
+    **TEXT_FEATURES,
+}
+
+ORDER_FEATURES: dict[str, str] = {
+    "amount": "order amount",
+    "amount_vs_buyer_mean_30d": "order amount relative to the buyer's mean order in the last 30 days",
+    "has_show": "the order was placed in a livestream",
+    "hour_of_day": "hour of day (UTC) the order was placed",
+    **_account_docs("buyer", "buyer"),
+    **{k: v for k, v in _transaction_docs("buyer", "buyer").items()},
+    **_record_docs("buyer", "buyer"),
+    "buyer_reports_30d": "reports about the buyer in the last 30 days",
+    **_account_docs("seller", "seller"),
+    **_fulfillment_docs("seller", "seller"),
+    **{k: v for k, v in _transaction_docs("seller", "seller").items() if "fraud" in k},
+    **_record_docs("seller", "seller"),
+    "seller_reports_30d": "reports about the seller in the last 30 days",
+}
+
+FEATURES = {"report": REPORT_FEATURES, "order": ORDER_FEATURES}

@@ -1,0 +1,56 @@
+"""EventStream answers window questions exactly like a brute-force scan of the events."""
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.history import NAT, EventStream
+
+events = st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 50), st.floats(0, 10)), max_size=60)
+queries = st.lists(st.tuples(st.integers(-1, 5), st.integers(0, 60), st.one_of(st.none(), st.integers(1, 30))),
+                   min_size=1, max_size=20)
+
+
+def _arrays(evts):
+    keys = np.array([e[0] for e in evts], dtype=np.int64)
+    times = np.array([e[1] for e in evts], dtype=np.int64)
+    vals = np.array([e[2] for e in evts], dtype=np.float64)
+    return keys, times, vals
+
+
+@settings(max_examples=200, deadline=None)
+@given(events, queries)
+def test_count_and_total_match_brute_force_for_any_window(evts, qs):
+    keys, times, vals = _arrays(evts)
+    stream = EventStream(keys, times, {"v": vals})
+    for k, t, w in qs:
+        lo = 0 if w is None else max(t - w, 0)
+        mask = (keys == k) & (times >= lo) & (times < t) & (keys >= 0)
+        qk, qt = np.array([k]), np.array([t])
+        assert stream.count(qk, qt, w)[0] == mask.sum()
+        assert np.isclose(stream.total("v", qk, qt, w)[0], vals[mask].sum())
+
+
+def test_events_at_the_query_time_are_not_counted():
+    stream = EventStream(np.array([1, 1, 1]), np.array([10, 20, 30]))
+    assert stream.count(np.array([1, 1, 1]), np.array([10, 20, 31])).tolist() == [0, 1, 3]
+
+
+def test_missing_times_and_unknown_keys_never_match():
+    stream = EventStream(np.array([1, -1, 1]), np.array([NAT, 5, 7]))
+    assert len(stream) == 1
+    assert stream.count(np.array([-1, 1]), np.array([100, 100])).tolist() == [0, 1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(events, queries)
+def test_count_where_matches_brute_force(evts, qs):
+    keys, times, vals = _arrays(evts)
+    stream = EventStream(keys, times, {})
+    flag_original = vals  # any per-event number
+    flag = flag_original[stream.order]
+    for k, t, w in qs:
+        w = w or 5
+        thr = float(t) / 7
+        mask = (keys == k) & (times >= max(t - w, 0)) & (times < t) & (flag_original < thr) & (keys >= 0)
+        got = stream.count_where(np.array([k]), np.array([t]), w, flag, np.array([thr]))
+        assert got[0] == mask.sum()
