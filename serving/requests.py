@@ -1,0 +1,130 @@
+"""Parsing API request bodies into contract-shaped frames, with one message per offending field.
+
+Rules come from the data contract (features.contract), so the API accepts
+exactly what the reports table allows; only the shape of the messages is
+HTTP-specific (`reports[3].category: ...`). Nothing is coerced: a number where
+text is expected is an error, not a string.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from features.build import History
+from features.contract import REPORTS, Table
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "message": self.message}
+
+
+class RequestError(ValueError):
+    """A request that cannot be processed; `errors` names every offending field."""
+
+    def __init__(self, errors: list[FieldError]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+def parse_timestamp(value: Any, field: str, errors: list[FieldError]) -> pd.Timestamp | None:
+    """An ISO-8601 string as a UTC timestamp (no zone = UTC); records an error otherwise."""
+    if not isinstance(value, str):
+        errors.append(FieldError(field, f"expected an ISO-8601 timestamp string, got {type(value).__name__}"))
+        return None
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        errors.append(FieldError(field, f"'{value}' is not an ISO-8601 timestamp"))
+        return None
+    if ts is pd.NaT:
+        errors.append(FieldError(field, f"'{value}' is not an ISO-8601 timestamp"))
+        return None
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _check_value(table: Table, name: str, value: Any, field: str, errors: list[FieldError]) -> Any:
+    col = table.column(name)
+    if value is None:
+        if not col.nullable:
+            errors.append(FieldError(field, "must not be null"))
+        return None
+    if col.kind == "timestamp":
+        return parse_timestamp(value, field, errors)
+    if col.kind in ("str", "category"):
+        if not isinstance(value, str):
+            errors.append(FieldError(field, f"expected a string, got {type(value).__name__}"))
+            return None
+        if col.allowed is not None and value not in col.allowed:
+            errors.append(FieldError(field, f"unknown value '{value}' (allowed: {', '.join(col.allowed)})"))
+        return value
+    raise NotImplementedError(f"{table.name}.{name}: kind {col.kind} is not accepted over the API")
+
+
+def parse_records(payload: Any, table: Table, key: str, max_batch: int) -> pd.DataFrame:
+    """Validate a JSON list of records against `table`; returns a frame with the contract's columns."""
+    if not isinstance(payload, list):
+        raise RequestError([FieldError(key, f"expected a list of {table.name}, got {type(payload).__name__}")])
+    if not payload:
+        raise RequestError([FieldError(key, "the batch is empty")])
+    if len(payload) > max_batch:
+        raise RequestError([FieldError(key, f"batch of {len(payload)} exceeds the maximum of {max_batch}")])
+    errors: list[FieldError] = []
+    rows = []
+    required = {c.name for c in table.columns if not c.nullable}
+    for i, record in enumerate(payload):
+        where = f"{key}[{i}]"
+        if not isinstance(record, dict):
+            errors.append(FieldError(where, f"expected an object, got {type(record).__name__}"))
+            continue
+        for name in sorted(set(record) - set(table.column_names)):
+            errors.append(FieldError(f"{where}.{name}", f"unknown field (allowed: {', '.join(table.column_names)})"))
+        for name in sorted(required - set(record)):
+            errors.append(FieldError(f"{where}.{name}", "missing field"))
+        rows.append({
+            name: _check_value(table, name, record[name], f"{where}.{name}", errors) if name in record else None
+            for name in table.column_names
+        })
+    if table.key:
+        seen: dict[str, int] = {}
+        for i, row in enumerate(rows):
+            k = row.get(table.key)
+            if isinstance(k, str) and k in seen:
+                errors.append(FieldError(f"{key}[{i}].{table.key}", f"duplicate of {key}[{seen[k]}]"))
+            seen.setdefault(k, i)
+    if errors:
+        raise RequestError(errors)
+    frame = pd.DataFrame(rows, columns=list(table.column_names))
+    for col in table.columns:
+        if col.kind == "timestamp":
+            frame[col.name] = pd.to_datetime(frame[col.name], utc=True).dt.as_unit("us")
+    return frame
+
+
+def parse_reports(payload: Any, history: History, max_batch: int) -> pd.DataFrame:
+    """Reports from a request body, checked against the contract and the service's data source."""
+    frame = parse_records(payload, REPORTS, "reports", max_batch)
+    errors: list[FieldError] = []
+    for column, codes in (("subject_id", history.account_codes(frame["subject_id"])),
+                          ("reporter_id", history.account_codes(frame["reporter_id"])),
+                          ("order_id", history.order_codes(frame["order_id"]))):
+        present = frame[column].notna().to_numpy()
+        for i in (present & (codes < 0)).nonzero()[0]:
+            what = "order" if column == "order_id" else "account"
+            errors.append(FieldError(f"reports[{i}].{column}", f"unknown {what} '{frame.at[i, column]}'"))
+    order_codes = history.order_codes(frame["order_id"])
+    report_t = frame["created_at"].dt.as_unit("s").array.asi8
+    order_t = history.order_times["created"].to_numpy()[order_codes.clip(0)] if len(history.order_times) else report_t
+    for i in ((order_codes >= 0) & (order_t > report_t)).nonzero()[0]:
+        errors.append(FieldError(f"reports[{i}].order_id", "the order was placed after the report"))
+    for i in (frame["reporter_id"].notna() & (frame["reporter_id"] == frame["subject_id"])).to_numpy().nonzero()[0]:
+        errors.append(FieldError(f"reports[{i}].reporter_id", "a report cannot be about its own reporter"))
+    if errors:
+        raise RequestError(errors)
+    return frame

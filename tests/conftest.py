@@ -1,0 +1,104 @@
+"""Shared fixtures: one small simulated marketplace and one real training run per test session."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from features import settings as S
+from features.io import load_tables, write_tables
+from features.simulate import simulate
+
+SMALL_REPORTS = 20_000
+SEED = 11
+
+
+@pytest.fixture(scope="session")
+def sim_tables() -> dict:
+    return simulate(SMALL_REPORTS, seed=SEED)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory, sim_tables) -> Path:
+    path = tmp_path_factory.mktemp("data")
+    write_tables(sim_tables, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tables(data_dir) -> dict:
+    """The simulated tables as the rest of Docket sees them: loaded and validated."""
+    return load_tables(data_dir)
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir, mlflow_uri) -> S.Settings:
+    return S.Settings.from_env({"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": mlflow_uri})
+
+
+@pytest.fixture(scope="session")
+def trained(tables, settings):
+    """A real training run registered in a throwaway MLflow registry."""
+    from training.train import train
+
+    return train(tables, settings)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_service(env_overrides: dict[str, str], log_path: Path, timeout: float = 180.0):
+    """Start `bentoml serve` for real and wait until /readyz says ready; returns (process, base_url)."""
+    port = _free_port()
+    env = {**os.environ, **env_overrides, "BENTOML_HOME": str(log_path.parent / "bentoml")}
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:Docket",
+         "--host", "127.0.0.1", "--port", str(port)],
+        cwd=Path(__file__).resolve().parents[1], env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.terminate()
+    raise RuntimeError(f"service not ready after {timeout}s: {log_path.read_text()[-3000:]}")
+
+
+def stop_service(proc) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def service(trained, data_dir, mlflow_uri, tmp_path_factory):
+    proc, url = start_service(
+        {"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": mlflow_uri},
+        tmp_path_factory.mktemp("service") / "service.log",
+    )
+    yield url
+    stop_service(proc)

@@ -1,0 +1,126 @@
+"""The BentoML service over HTTP, started for real with `bentoml serve`."""
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import settings as S
+from features import vocabulary as V
+
+RESPONSE_FIELDS = {"report_id", "p_valid", "severity", "severity_probabilities", "fraud_risk", "priority",
+                   "reasons", "model_versions"}
+
+
+def as_request(reports: pd.DataFrame) -> list[dict]:
+    """Rows of the reports table as the JSON other systems send."""
+    out = []
+    for row in reports.to_dict("records"):
+        out.append({k: (v.isoformat() if isinstance(v, pd.Timestamp) else (None if pd.isna(v) else v))
+                    for k, v in row.items()})
+    return out
+
+
+@pytest.fixture(scope="module")
+def sample(tables) -> pd.DataFrame:
+    r = tables["reports"]
+    return r.iloc[np.random.default_rng(5).choice(len(r), size=25, replace=False)].reset_index(drop=True)
+
+
+def post(url: str, path: str, body) -> httpx.Response:
+    return httpx.post(f"{url}{path}", json=body, timeout=60)
+
+
+def test_readyz_and_livez_answer_once_models_are_loaded(service):
+    assert httpx.get(f"{service}/livez").status_code == 200
+    assert httpx.get(f"{service}/readyz").status_code == 200
+
+
+def test_score_returns_one_result_per_report_in_request_order(service, sample, trained):
+    res = post(service, "/score", {"reports": as_request(sample)})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert [r["report_id"] for r in body] == sample["report_id"].tolist()
+    for r in body:
+        assert RESPONSE_FIELDS <= set(r)
+        assert 0 <= r["p_valid"] <= 1 and 0 <= r["fraud_risk"] <= 1 and 0 <= r["priority"] <= 100
+        assert r["severity"] in V.SEVERITIES
+        assert set(r["severity_probabilities"]) == set(V.SEVERITIES)
+        assert abs(sum(r["severity_probabilities"].values()) - 1) < 1e-4
+        assert r["severity"] == max(r["severity_probabilities"], key=r["severity_probabilities"].get)
+        assert r["model_versions"] == trained.versions
+        assert 1 <= len(r["reasons"]) <= 5
+        assert all({"feature", "contribution"} <= set(x) for x in r["reasons"])
+
+
+def test_score_over_http_matches_the_batch_scorer(service, sample, tables, settings):
+    """Online scoring (HTTP, one report at a time) equals offline batch scoring of the same rows."""
+    from serving.runtime import load_runtime
+
+    runtime = load_runtime(settings)
+    batch = runtime.scorer.score(sample, runtime.history)
+    for i in range(5):
+        online = post(service, "/score", {"reports": as_request(sample.iloc[[i]])}).json()[0]
+        assert online["p_valid"] == pytest.approx(batch[i]["p_valid"], abs=1e-9)
+        assert online["fraud_risk"] == pytest.approx(batch[i]["fraud_risk"], abs=1e-9)
+        assert online["reasons"] == batch[i]["reasons"]
+
+
+def test_rank_orders_by_priority_with_deterministic_ties(service, sample):
+    body = {"reports": as_request(sample)}
+    ranked = post(service, "/rank", body).json()
+    keys = [(-r["priority"], r["created_at"], r["report_id"]) for r in ranked]
+    assert keys == sorted(keys)
+    assert sorted(r["report_id"] for r in ranked) == sorted(sample["report_id"])
+    # the same reports in another order rank identically
+    shuffled = {"reports": list(reversed(body["reports"]))}
+    assert [r["report_id"] for r in post(service, "/rank", shuffled).json()] == [r["report_id"] for r in ranked]
+
+
+def test_rank_breaks_equal_priorities_by_time_then_id(service, sample):
+    one = as_request(sample.iloc[[0]])[0]
+    twins = [dict(one, report_id="zz-b"), dict(one, report_id="zz-a")]
+    ranked = post(service, "/rank", {"reports": twins}).json()
+    assert ranked[0]["priority"] == ranked[1]["priority"]
+    assert [r["report_id"] for r in ranked] == ["zz-a", "zz-b"]
+
+
+@pytest.mark.parametrize(
+    "change, field, words",
+    [
+        (lambda r: r.update(category="hatespeech"), "reports[0].category", "unknown value 'hatespeech'"),
+        (lambda r: r.pop("subject_id"), "reports[0].subject_id", "missing field"),
+        (lambda r: r.update(created_at="yesterday"), "reports[0].created_at", "not an ISO-8601"),
+        (lambda r: r.update(reporter_type=3), "reports[0].reporter_type", "expected a string"),
+        (lambda r: r.update(subject_id="nobody"), "reports[0].subject_id", "unknown account 'nobody'"),
+        (lambda r: r.update(colour="red"), "reports[0].colour", "unknown field"),
+        (lambda r: r.update(channel=None), "reports[0].channel", "must not be null"),
+    ],
+)
+def test_bad_fields_get_422_naming_the_field(service, sample, change, field, words):
+    report = as_request(sample.iloc[[0]])[0]
+    change(report)
+    res = post(service, "/score", {"reports": [report]})
+    assert res.status_code == 422, res.text
+    assert field in res.text and words in res.text
+
+
+def test_empty_and_oversized_batches_are_rejected(service, sample):
+    assert post(service, "/score", {"reports": []}).status_code == 422
+    one = as_request(sample.iloc[[0]])[0]
+    big = [dict(one, report_id=f"b{i}") for i in range(S.Settings.from_env({}).max_batch + 1)]
+    res = post(service, "/score", {"reports": big})
+    assert res.status_code == 422 and "exceeds the maximum" in res.text
+
+
+@pytest.mark.parametrize("body", [{}, {"reports": "x"}, {"reports": [1]}, [1, 2]])
+def test_malformed_bodies_are_4xx_not_500(service, body):
+    res = post(service, "/score", body)
+    assert 400 <= res.status_code < 500, res.text
+
+
+def test_duplicate_ids_in_one_batch_are_rejected(service, sample):
+    one = as_request(sample.iloc[[0]])[0]
+    res = post(service, "/score", {"reports": [one, one]})
+    assert res.status_code == 422 and "duplicate" in res.text

@@ -1,0 +1,43 @@
+"""The command line: real processes, exit codes and readable one-line errors."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+DOCKET = str(Path(sys.executable).parent / "docket")
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([DOCKET, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_simulate_writes_every_contract_table_and_validates(tmp_path):
+    res = run("simulate", "--reports", "800", "--seed", "3", "--out", str(tmp_path / "d"))
+    assert res.returncode == 0, res.stderr
+    names = {p.stem for p in (tmp_path / "d").glob("*.parquet")}
+    assert {"accounts", "orders", "reports", "enforcements", "outcomes", "truth_reports", "truth_orders"} <= names
+    res = run("validate", "--data", str(tmp_path / "d"))
+    assert res.returncode == 0 and "valid:" in res.stderr
+
+
+def test_validate_rejects_bad_data_with_exit_2_and_no_traceback(tmp_path):
+    d = tmp_path / "bad"
+    d.mkdir()
+    (d / "accounts.csv").write_text("account_id,created_at,role,verified\na1,2025-01-01T00:00:00Z,admin,true\n")
+    res = run("validate", "--data", str(d))
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "accounts.role" in res.stderr and "admin" in res.stderr
+
+
+def test_missing_data_folder_is_one_readable_line(tmp_path):
+    res = run("train", "--data", str(tmp_path / "nowhere"))
+    assert res.returncode == 2
+    assert "Traceback" not in res.stderr
+    assert "nowhere" in res.stderr
+
+
+def test_bad_option_value_is_rejected_by_the_cli(tmp_path):
+    res = run("simulate", "--reports", "ten", "--out", str(tmp_path))
+    assert res.returncode == 2 and "Traceback" not in res.stderr

@@ -1,0 +1,129 @@
+"""Scoring reports with the registered models: scores, priority, reasons, ranking.
+
+Plain Python so the service, the evaluation and the tests share one scorer. The
+priority is the expected harm of acting late: how likely the report is valid,
+weighted by how severe it would be, combined with the chance of fraud. Ranking
+breaks ties by filing time, then report id, so the same input always yields the
+same order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features import settings as S
+from features import vocabulary as V
+from features.build import History, report_features
+from training.registry import Loaded
+
+# Weight of each severity in the priority: a critical report is worth four low ones.
+SEVERITY_WEIGHTS = {"low": 0.25, "medium": 0.5, "high": 0.75, "critical": 1.0}
+TOP_REASONS = 5
+
+
+def priority(p_valid: np.ndarray, severity_probs: np.ndarray, fraud_risk: np.ndarray) -> np.ndarray:
+    """0-100: 100 x P(harm), where harm is a valid report weighted by severity, or fraud."""
+    weights = np.array([SEVERITY_WEIGHTS[s] for s in V.SEVERITIES])
+    behavioural = p_valid * (severity_probs @ weights)
+    return np.round(100.0 * (1.0 - (1.0 - behavioural) * (1.0 - fraud_risk)), 4)
+
+
+def rank_order(scored: list[dict]) -> list[dict]:
+    """Highest priority first; ties by earlier created_at, then report_id."""
+    return sorted(scored, key=lambda r: (-r["priority"], r["created_at"], r["report_id"]))
+
+
+def _json_value(v) -> float | str | None:
+    if isinstance(v, (float, np.floating)):
+        return None if np.isnan(v) else float(v)
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    return v if isinstance(v, str) else float(v)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    severity: Loaded
+    fraud: Loaded
+
+    @property
+    def model_versions(self) -> dict[str, str]:
+        return {S.SEVERITY_MODEL: self.severity.version, S.FRAUD_MODEL: self.fraud.version}
+
+    def score(self, reports: pd.DataFrame, history: History) -> list[dict]:
+        """One result per report, in input order (see the README for the response contract)."""
+        reports = reports.reset_index(drop=True)
+        X = report_features(reports, history)
+        return self.score_features(reports, X)
+
+    def score_features(self, reports: pd.DataFrame, X: pd.DataFrame) -> list[dict]:
+        sev, fraud = self.severity.bundle, self.fraud.bundle
+        p_valid = sev.validity.predict_proba(X)
+        sev_probs = sev.severity.predict_proba(X)
+        fraud_risk = fraud.report.predict_proba(X)
+        prio = priority(p_valid, sev_probs, fraud_risk)
+        sev_idx = sev_probs.argmax(axis=1)
+        reasons = self._reasons(X, p_valid, sev_probs, fraud_risk, sev_idx)
+        created = reports["created_at"]
+        out = []
+        for i in range(len(X)):
+            out.append({
+                "report_id": str(reports.at[i, "report_id"]),
+                "created_at": created.iat[i].isoformat(),
+                "p_valid": round(float(p_valid[i]), 6),
+                "severity": V.SEVERITIES[sev_idx[i]],
+                "severity_probabilities": {s: round(float(sev_probs[i, j]), 6) for j, s in enumerate(V.SEVERITIES)},
+                "fraud_risk": round(float(fraud_risk[i]), 6),
+                "priority": float(prio[i]),
+                "reasons": reasons[i],
+                "model_versions": self.model_versions,
+            })
+        return out
+
+    def _reasons(self, X: pd.DataFrame, p_valid: np.ndarray, sev_probs: np.ndarray, fraud_risk: np.ndarray,
+                 sev_idx: np.ndarray) -> list[list[dict]]:
+        """The contributions that move the priority most, across the three report models.
+
+        Each model's LightGBM contribution (raw-score units) is scaled by how
+        much one unit of that model's raw score moves the priority at this row
+        (first-order, through the calibration), so a fraud model's confident
+        "not fraud" on a harassment report does not crowd out why the report
+        looks valid and severe. `contribution` stays LightGBM's own number;
+        `priority_effect` is the scaled one the ranking uses.
+        """
+        sev, fraud = self.severity.bundle, self.fraud.bundle
+        names = sev.validity.features
+        weights = np.array([SEVERITY_WEIGHTS[s] for s in V.SEVERITIES])
+        expected_w = sev_probs @ weights
+        rows = np.arange(len(X))
+        p_cls = sev_probs[rows, sev_idx]
+        gradients = {
+            "validity": 100 * (1 - fraud_risk) * expected_w * sev.validity.slope * p_valid * (1 - p_valid),
+            "severity": 100 * (1 - fraud_risk) * p_valid * p_cls * (weights[sev_idx] - expected_w) / sev.severity.temperature_,
+            "fraud": 100 * (1 - p_valid * expected_w) * fraud.report.slope * fraud_risk * (1 - fraud_risk),
+        }
+        blocks = {
+            "validity": sev.validity.contributions(X),
+            "severity": sev.severity.contributions(X, sev_idx),
+            "fraud": fraud.report.contributions(X),
+        }
+        raw = np.hstack(list(blocks.values()))
+        effect = np.hstack([blocks[m] * gradients[m][:, None] for m in blocks])
+        model_names = np.repeat(list(blocks), len(names))
+        top = np.argsort(-np.abs(effect), axis=1, kind="stable")[:, :TOP_REASONS]
+        values = X[names]
+        return [
+            [
+                {
+                    "feature": names[j % len(names)],
+                    "contribution": round(float(raw[i, j]), 6),
+                    "model": str(model_names[j]),
+                    "priority_effect": round(float(effect[i, j]), 4),
+                    "value": _json_value(values.iat[i, j % len(names)]),
+                }
+                for j in top[i]
+            ]
+            for i in rows
+        ]
