@@ -14,7 +14,7 @@ def test_training_registers_both_models_under_champion(trained, settings):
     client = MlflowClient()
     for name in (S.SEVERITY_MODEL, S.FRAUD_MODEL):
         version = client.get_model_version_by_alias(name, S.CHAMPION)
-        assert version.version == trained.versions[name]
+        assert str(version.version) == trained.versions[name]
         assert version.run_id == trained.run_id
 
 
