@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features import vocabulary as V
-from features.history import DAY, HOUR, NAT, EventStream, codes_for, seconds
+from features.history import DAY, HOUR, NAT, EventStream, Query, codes_for, seconds
 from features.text import TEXT_FEATURES, text_features
 
 WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
@@ -205,13 +205,13 @@ def _empty_outcomes() -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------------------
-# Feature blocks. Each returns a dict of name -> array for rows (keys, t).
+# Feature blocks. Each returns a dict of name -> array for rows (q).
 
-def account_block(h: History, keys: np.ndarray, t: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+def account_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
     """Static account facts as of t: age, verification, role."""
-    known = keys >= 0
-    safe = np.where(known, keys, 0)
-    age = np.where(known, (t - h.created[safe]) / DAY, np.nan)
+    known = q.keys >= 0
+    safe = np.where(known, q.keys, 0)
+    age = np.where(known, (q.t - h.created[safe]) / DAY, np.nan)
     return {
         f"{prefix}_age_days": age,
         f"{prefix}_verified": np.where(known, h.verified[safe], np.nan).astype(np.float64),
@@ -219,70 +219,70 @@ def account_block(h: History, keys: np.ndarray, t: np.ndarray, prefix: str) -> d
     }
 
 
-def record_block(h: History, keys: np.ndarray, t: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+def record_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
     """Enforcement record as of t: violations by family and window, actions, active penalties."""
     out: dict[str, np.ndarray] = {}
     for fam, stream in h.violations.items():
         for wname, w in VIOLATION_WINDOWS.items():
-            out[f"{prefix}_violations_{fam}_{wname}"] = stream.count(keys, t, w)
-    out[f"{prefix}_warnings_180d"] = h.actions["warning"].count(keys, t, VIOLATION_WINDOWS["180d"])
-    out[f"{prefix}_suspensions_ever"] = h.actions["suspension"].count(keys, t)
-    out[f"{prefix}_bans_ever"] = h.actions["ban"].count(keys, t)
-    out[f"{prefix}_active_penalties"] = h.penalty_starts.count(keys, t) - h.penalty_ends.count(keys, t)
+            out[f"{prefix}_violations_{fam}_{wname}"] = stream.count(q, w)
+    out[f"{prefix}_warnings_180d"] = h.actions["warning"].count(q, VIOLATION_WINDOWS["180d"])
+    out[f"{prefix}_suspensions_ever"] = h.actions["suspension"].count(q)
+    out[f"{prefix}_bans_ever"] = h.actions["ban"].count(q)
+    out[f"{prefix}_active_penalties"] = h.penalty_starts.count(q) - h.penalty_ends.count(q)
     return out
 
 
-def reports_received_block(h: History, keys: np.ndarray, t: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+def reports_received_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
     """Reports about the account by window, distinct reporters in the last hour, past validity."""
-    out = {f"{prefix}_reports_{w}": h.reports_by_subject.count(keys, t, sec) for w, sec in WINDOWS.items()}
+    out = {f"{prefix}_reports_{w}": h.reports_by_subject.count(q, sec) for w, sec in WINDOWS.items()}
     out[f"{prefix}_distinct_reporters_1h"] = h.reports_by_subject.count_where(
-        keys, t, HOUR, h.subject_pair_prev, t - HOUR
+        q, HOUR, h.subject_pair_prev, q.t - HOUR
     )
-    resolved = h.outcomes_by_subject.count(keys, t)
-    valid = h.outcomes_by_subject.total("valid", keys, t)
+    resolved = h.outcomes_by_subject.count(q)
+    valid = h.outcomes_by_subject.total("valid", q)
     out[f"{prefix}_reports_resolved"] = resolved
     out[f"{prefix}_reports_valid_rate"] = _smoothed_rate(valid, resolved, prior=0.5)
     return out
 
 
-def fulfillment_block(h: History, keys: np.ndarray, t: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+def fulfillment_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
     """The account as a seller over the last 30 days: volume, missed ship-by, cancellation, refund rates."""
-    sold = h.sold.count(keys, t, RATE_WINDOW)
-    due = h.due.count(keys, t, RATE_WINDOW)
+    sold = h.sold.count(q, RATE_WINDOW)
+    due = h.due.count(q, RATE_WINDOW)
     return {
         f"{prefix}_orders_sold_30d": sold,
-        f"{prefix}_late_rate_30d": _ratio(h.due.total("missed", keys, t, RATE_WINDOW), due),
-        f"{prefix}_cancel_rate_30d": _ratio(h.cancels.count(keys, t, RATE_WINDOW), sold),
-        f"{prefix}_refund_rate_30d": _ratio(h.refunds.count(keys, t, RATE_WINDOW), sold),
+        f"{prefix}_late_rate_30d": _ratio(h.due.total("missed", q, RATE_WINDOW), due),
+        f"{prefix}_cancel_rate_30d": _ratio(h.cancels.count(q, RATE_WINDOW), sold),
+        f"{prefix}_refund_rate_30d": _ratio(h.refunds.count(q, RATE_WINDOW), sold),
     }
 
 
-def transactions_block(h: History, keys: np.ndarray, t: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+def transactions_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
     """Spend as a buyer and fraud as a seller and buyer, by window; fraud counts only once known."""
     out: dict[str, np.ndarray] = {}
     for w, sec in SPEND_WINDOWS.items():
-        n = h.bought.count(keys, t, sec)
+        n = h.bought.count(q, sec)
         out[f"{prefix}_buy_count_{w}"] = n
-        out[f"{prefix}_buy_mean_{w}"] = _ratio(h.bought.total("amount", keys, t, sec), n)
+        out[f"{prefix}_buy_mean_{w}"] = _ratio(h.bought.total("amount", q, sec), n)
     for w, sec in SPEND_WINDOWS.items():
-        out[f"{prefix}_seller_fraud_rate_{w}"] = _ratio(h.seller_fraud.count(keys, t, sec), h.sold.count(keys, t, sec))
-    out[f"{prefix}_buyer_fraud_known"] = h.buyer_fraud.count(keys, t)
-    out[f"{prefix}_seller_fraud_known"] = h.seller_fraud.count(keys, t)
+        out[f"{prefix}_seller_fraud_rate_{w}"] = _ratio(h.seller_fraud.count(q, sec), h.sold.count(q, sec))
+    out[f"{prefix}_buyer_fraud_known"] = h.buyer_fraud.count(q)
+    out[f"{prefix}_seller_fraud_known"] = h.seller_fraud.count(q)
     return out
 
 
-def reporter_block(h: History, keys: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
+def reporter_block(h: History, q: Query) -> dict[str, np.ndarray]:
     """The reporter's track record as known at t; NaN for reports without a reporter account."""
-    known = keys >= 0
-    resolved = h.outcomes_by_reporter.count(keys, t)
-    valid = h.outcomes_by_reporter.total("valid", keys, t)
+    known = q.keys >= 0
+    resolved = h.outcomes_by_reporter.count(q)
+    valid = h.outcomes_by_reporter.total("valid", q)
     nan = np.nan
     return {
-        "reporter_past_reports": np.where(known, h.reports_by_reporter.count(keys, t), nan),
-        "reporter_reports_24h": np.where(known, h.reports_by_reporter.count(keys, t, DAY), nan),
+        "reporter_past_reports": np.where(known, h.reports_by_reporter.count(q), nan),
+        "reporter_reports_24h": np.where(known, h.reports_by_reporter.count(q, DAY), nan),
         "reporter_past_resolved": np.where(known, resolved, nan),
         "reporter_accuracy": np.where(known, _smoothed_rate(valid, resolved, prior=0.5), nan),
-        **{k: v for k, v in account_block(h, keys, t, "reporter").items() if k != "reporter_is_seller"},
+        **{k: v for k, v in account_block(h, q, "reporter").items() if k != "reporter_is_seller"},
     }
 
 
@@ -328,16 +328,16 @@ def _has_vocabulary(col: pd.Series, name: str) -> bool:
 def report_features(reports: pd.DataFrame, h: History) -> pd.DataFrame:
     """Features of each report at its created_at, in the order of `reports` (see FEATURES for meanings)."""
     t = seconds(reports["created_at"])
-    subject = h.account_codes(reports["subject_id"])
-    reporter = h.account_codes(reports["reporter_id"])
+    subject = Query(h.account_codes(reports["subject_id"]), t)
+    reporter = Query(h.account_codes(reports["reporter_id"]), t)
     family = reports["category"].map(V.CATEGORY_FAMILY)
     blocks = {
-        **reporter_block(h, reporter, t),
-        **account_block(h, subject, t, "subject"),
-        **record_block(h, subject, t, "subject"),
-        **reports_received_block(h, subject, t, "subject"),
-        **fulfillment_block(h, subject, t, "subject"),
-        **transactions_block(h, subject, t, "subject"),
+        **reporter_block(h, reporter),
+        **account_block(h, subject, "subject"),
+        **record_block(h, subject, "subject"),
+        **reports_received_block(h, subject, "subject"),
+        **fulfillment_block(h, subject, "subject"),
+        **transactions_block(h, subject, "subject"),
         **order_link_block(h, h.order_codes(reports["order_id"]), t),
         "has_show": reports["show_id"].notna().to_numpy(np.float64),
         "hour_of_day": ((t % DAY) // HOUR).astype(np.float64),
@@ -354,24 +354,24 @@ def report_features(reports: pd.DataFrame, h: History) -> pd.DataFrame:
 def order_features(orders: pd.DataFrame, h: History) -> pd.DataFrame:
     """Features of each order at its created_at, for transaction monitoring."""
     t = seconds(orders["created_at"])
-    buyer = h.account_codes(orders["buyer_id"])
-    seller = h.account_codes(orders["seller_id"])
+    buyer = Query(h.account_codes(orders["buyer_id"]), t)
+    seller = Query(h.account_codes(orders["seller_id"]), t)
     amount = orders["amount"].to_numpy(np.float64)
-    buyer_tx = transactions_block(h, buyer, t, "buyer")
+    buyer_tx = transactions_block(h, buyer, "buyer")
     blocks = {
         "amount": amount,
         "amount_vs_buyer_mean_30d": amount / buyer_tx["buyer_buy_mean_30d"],
         "has_show": orders["show_id"].notna().to_numpy(np.float64),
         "hour_of_day": ((t % DAY) // HOUR).astype(np.float64),
-        **account_block(h, buyer, t, "buyer"),
+        **account_block(h, buyer, "buyer"),
         **buyer_tx,
-        **record_block(h, buyer, t, "buyer"),
-        "buyer_reports_30d": h.reports_by_subject.count(buyer, t, 30 * DAY),
-        **account_block(h, seller, t, "seller"),
-        **fulfillment_block(h, seller, t, "seller"),
-        **{k: v for k, v in transactions_block(h, seller, t, "seller").items() if "fraud" in k},
-        **record_block(h, seller, t, "seller"),
-        "seller_reports_30d": h.reports_by_subject.count(seller, t, 30 * DAY),
+        **record_block(h, buyer, "buyer"),
+        "buyer_reports_30d": h.reports_by_subject.count(buyer, 30 * DAY),
+        **account_block(h, seller, "seller"),
+        **fulfillment_block(h, seller, "seller"),
+        **{k: v for k, v in transactions_block(h, seller, "seller").items() if "fraud" in k},
+        **record_block(h, seller, "seller"),
+        "seller_reports_30d": h.reports_by_subject.count(seller, 30 * DAY),
     }
     return pd.DataFrame(blocks)[list(ORDER_FEATURES)]
 

@@ -39,6 +39,44 @@ def _composite(keys: np.ndarray, times: np.ndarray) -> np.ndarray:
     return (keys << _TIME_BITS) | (times & _TIME_MASK)
 
 
+class Query:
+    """Rows to look up: account keys and times, sorted once for all streams and windows.
+
+    Binary searches with sorted needles run about ten times faster (cache
+    locality), and (key, t - w) stays in (key, t) order for every window w,
+    so one sort serves every lookup. Bounds are cached per stream and window,
+    because a count and a sum over the same window share them.
+    """
+
+    def __init__(self, keys: np.ndarray, t: np.ndarray):
+        self.keys = np.asarray(keys, dtype=np.int64)
+        self.t = np.asarray(t, dtype=np.int64)
+        self.order = np.lexsort((self.t, self.keys))
+        self._keys = np.maximum(self.keys[self.order], 0)
+        self._t = self.t[self.order]
+        self._unknown = self.keys < 0
+        self._cache: dict[tuple[int, int | None], np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def sorted_composite(self, offset: int | None) -> np.ndarray:
+        """(key, t - offset) composites in sorted order; offset None means time 0 (all the past)."""
+        t = np.zeros_like(self._t) if offset is None else np.maximum(self._t - offset, 0)
+        return _composite(self._keys, t)
+
+    def cached(self, stream: "EventStream", offset: int | None) -> np.ndarray:
+        """Index in `stream` of the first event at or after (key, t - offset), in query row order."""
+        slot = (id(stream), offset)
+        if slot not in self._cache:
+            pos_sorted = np.searchsorted(stream.composite, self.sorted_composite(offset), side="left")
+            pos = np.empty(len(pos_sorted), dtype=np.int32)  # streams hold < 2**31 events
+            pos[self.order] = pos_sorted
+            pos[self._unknown] = 0
+            self._cache[slot] = pos
+        return self._cache[slot]
+
+
 @dataclass
 class EventStream:
     """Events of one kind, keyed by account code, answerable by time window.
@@ -53,11 +91,13 @@ class EventStream:
     values: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if len(self.keys) >= 2**31:
+            raise ValueError("an event stream holds at most 2**31 - 1 events")
         keep = (self.keys >= 0) & (self.times != NAT)
         keys, times = self.keys[keep], self.times[keep]
         order = np.lexsort((times, keys))
         self.keys, self.times = keys[order], times[order]
-        self._comp = _composite(self.keys, self.times)
+        self.composite = _composite(self.keys, self.times)
         self._cums = {
             name: np.concatenate(([0.0], np.cumsum(np.asarray(v, dtype=np.float64)[keep][order])))
             for name, v in self.values.items()
@@ -67,32 +107,22 @@ class EventStream:
     def __len__(self) -> int:
         return len(self.keys)
 
-    def position(self, keys: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """Index of the first event of `keys` at or after `t` (so events before t end here)."""
-        pos = np.searchsorted(self._comp, _composite(np.maximum(keys, 0), t), side="left")
-        return np.where(keys < 0, 0, pos)
-
-    def bounds(self, keys: np.ndarray, t: np.ndarray, window: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """[lo, hi) positions of the events of each key in [t - window, t); window None = all past."""
-        hi = self.position(keys, t)
-        if window is None:
-            lo = self.position(keys, np.zeros_like(t))
-        else:
-            lo = self.position(keys, np.maximum(t - window, 0))
+    def bounds(self, q: Query, window: int | None) -> tuple[np.ndarray, np.ndarray]:
+        """[lo, hi) positions of each query key's events in [t - window, t); window None = all the past."""
+        hi = q.cached(self, 0)
+        lo = q.cached(self, window)
         return lo, np.maximum(hi, lo)
 
-    def count(self, keys: np.ndarray, t: np.ndarray, window: int | None = None) -> np.ndarray:
-        lo, hi = self.bounds(keys, t, window)
+    def count(self, q: Query, window: int | None = None) -> np.ndarray:
+        lo, hi = self.bounds(q, window)
         return (hi - lo).astype(np.float64)
 
-    def total(self, name: str, keys: np.ndarray, t: np.ndarray, window: int | None = None) -> np.ndarray:
-        lo, hi = self.bounds(keys, t, window)
+    def total(self, name: str, q: Query, window: int | None = None) -> np.ndarray:
+        lo, hi = self.bounds(q, window)
         cums = self._cums[name]
         return cums[hi] - cums[lo]
 
-    def count_where(
-        self, keys: np.ndarray, t: np.ndarray, window: int, event_flag: np.ndarray, threshold: np.ndarray
-    ) -> np.ndarray:
+    def count_where(self, q: Query, window: int, event_flag: np.ndarray, threshold: np.ndarray) -> np.ndarray:
         """Count window events whose `event_flag` (in stream order) is below each query's threshold.
 
         Used for distinct counts: an event counts when the previous event of the
@@ -100,14 +130,14 @@ class EventStream:
         number of (query, event) pairs in the windows, which is small for short
         windows even during a report spike.
         """
-        lo, hi = self.bounds(keys, t, window)
+        lo, hi = self.bounds(q, window)
         sizes = hi - lo
-        out = np.zeros(len(keys), dtype=np.float64)
+        out = np.zeros(len(q), dtype=np.float64)
         total = int(sizes.sum())
         if total == 0:
             return out
-        query = np.repeat(np.arange(len(keys)), sizes)
+        query = np.repeat(np.arange(len(q)), sizes)
         starts = np.repeat(lo - np.concatenate(([0], np.cumsum(sizes)[:-1])), sizes)
         idx = starts + np.arange(total)
         hits = event_flag[idx] < threshold[query]
-        return np.bincount(query, weights=hits, minlength=len(keys)).astype(np.float64)
+        return np.bincount(query, weights=hits, minlength=len(q)).astype(np.float64)

@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.history import NAT, EventStream
+from features.history import NAT, EventStream, Query
 
 events = st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 50), st.floats(0, 10)), max_size=60)
 queries = st.lists(st.tuples(st.integers(-1, 5), st.integers(0, 60), st.one_of(st.none(), st.integers(1, 30))),
@@ -25,20 +25,32 @@ def test_count_and_total_match_brute_force_for_any_window(evts, qs):
     for k, t, w in qs:
         lo = 0 if w is None else max(t - w, 0)
         mask = (keys == k) & (times >= lo) & (times < t) & (keys >= 0)
-        qk, qt = np.array([k]), np.array([t])
-        assert stream.count(qk, qt, w)[0] == mask.sum()
-        assert np.isclose(stream.total("v", qk, qt, w)[0], vals[mask].sum())
+        q = Query(np.array([k]), np.array([t]))
+        assert stream.count(q, w)[0] == mask.sum()
+        assert np.isclose(stream.total("v", q, w)[0], vals[mask].sum())
+
+
+@settings(max_examples=100, deadline=None)
+@given(events, queries)
+def test_a_batch_of_queries_answers_like_each_query_alone(evts, qs):
+    keys, times, vals = _arrays(evts)
+    stream = EventStream(keys, times, {"v": vals})
+    batch = Query(np.array([k for k, _, _ in qs]), np.array([t for _, t, _ in qs]))
+    for w in (None, 7):
+        together = stream.total("v", batch, w)
+        alone = [stream.total("v", Query(np.array([k]), np.array([t])), w)[0] for k, t, _ in qs]
+        assert np.allclose(together, alone)
 
 
 def test_events_at_the_query_time_are_not_counted():
     stream = EventStream(np.array([1, 1, 1]), np.array([10, 20, 30]))
-    assert stream.count(np.array([1, 1, 1]), np.array([10, 20, 31])).tolist() == [0, 1, 3]
+    assert stream.count(Query(np.array([1, 1, 1]), np.array([10, 20, 31]))).tolist() == [0, 1, 3]
 
 
 def test_missing_times_and_unknown_keys_never_match():
     stream = EventStream(np.array([1, -1, 1]), np.array([NAT, 5, 7]))
     assert len(stream) == 1
-    assert stream.count(np.array([-1, 1]), np.array([100, 100])).tolist() == [0, 1]
+    assert stream.count(Query(np.array([-1, 1]), np.array([100, 100]))).tolist() == [0, 1]
 
 
 @settings(max_examples=100, deadline=None)
@@ -52,5 +64,5 @@ def test_count_where_matches_brute_force(evts, qs):
         w = w or 5
         thr = float(t) / 7
         mask = (keys == k) & (times >= max(t - w, 0)) & (times < t) & (flag_original < thr) & (keys >= 0)
-        got = stream.count_where(np.array([k]), np.array([t]), w, flag, np.array([thr]))
+        got = stream.count_where(Query(np.array([k]), np.array([t])), w, flag, np.array([thr]))
         assert got[0] == mask.sum()
