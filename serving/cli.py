@@ -1,6 +1,7 @@
 """The `docket` command line: one command per stage, errors turned into exit codes here only."""
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -140,6 +141,8 @@ def train(
 
         settings = S.Settings.from_env()
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        # Cloudpickle is chosen on purpose (the bundle holds LightGBM boosters): keep its notice out of the way.
+        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
         if unless_champion and all(registry.has_alias(m, S.CHAMPION) for m in (S.SEVERITY_MODEL, S.FRAUD_MODEL)):
             err.print("champion models already registered; nothing to do")
             return
