@@ -20,6 +20,13 @@ err = Console(stderr=True)
 out = Console()
 
 
+DATA_HELP = "Folder with the tables, Parquet or CSV [default: DOCKET_DATA_DIR or ./data]."
+
+
+def _data_dir(data: Path | None) -> Path:
+    return data or S.Settings.from_env().data_dir
+
+
 class CliError(Exception):
     """A failure to report as one readable line and a non-zero exit."""
 
@@ -59,7 +66,7 @@ def _run(fn: Callable[[], None]) -> None:
 def simulate(
     reports: int = typer.Option(50_000, "--reports", min=100, help="Number of reports to generate."),
     seed: int = typer.Option(7, "--seed", help="Random seed: same seed, same data."),
-    out_dir: Path = typer.Option(Path("data"), "--out", help="Folder to write the Parquet tables to."),
+    out_dir: Path | None = typer.Option(None, "--out", help="Folder to write the Parquet tables to [default: DOCKET_DATA_DIR or ./data]."),
     days: int = typer.Option(365, "--days", min=30, help="Length of the simulated period in days."),
 ) -> None:
     """Generate a marketplace data set (accounts, orders, reports, enforcements, outcomes, truth)."""
@@ -69,24 +76,25 @@ def simulate(
         from features.simulate import SIMULATION_STEPS
         from features.simulate import simulate as run
 
+        target = _data_dir(out_dir)
         start = time.perf_counter()
         with steps("simulate", list(SIMULATION_STEPS)) as advance:
             tables = run(reports, seed=seed, days=days, on_step=advance)
-        write_tables(tables, out_dir)
+        write_tables(tables, target)
         summary = ", ".join(f"{len(df):,} {name}" for name, df in tables.items())
-        err.print(f"wrote {summary} to {out_dir} in {time.perf_counter() - start:.1f}s", highlight=False)
+        err.print(f"wrote {summary} to {target} in {time.perf_counter() - start:.1f}s", highlight=False)
 
     _run(go)
 
 
 @app.command()
-def validate(data: Path = typer.Option(Path("data"), "--data", help="Folder with the tables (Parquet or CSV).")) -> None:
+def validate(data: Path | None = typer.Option(None, "--data", help=DATA_HELP)) -> None:
     """Check a data set against the data contract; exit 2 with every problem listed if it fails."""
 
     def go() -> None:
         from features.io import load_tables
 
-        tables = load_tables(data)
+        tables = load_tables(_data_dir(data))
         err.print("valid: " + ", ".join(f"{len(df):,} {n}" for n, df in tables.items()), highlight=False)
 
     _run(go)
@@ -94,7 +102,7 @@ def validate(data: Path = typer.Option(Path("data"), "--data", help="Folder with
 
 @app.command()
 def features(
-    data: Path = typer.Option(Path("data"), "--data", help="Folder with the tables."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
     out_file: Path | None = typer.Option(None, "--out", help="Write the report features to this Parquet file."),
 ) -> None:
     """Build point-in-time features for every report and order and say how long it took."""
@@ -103,7 +111,7 @@ def features(
         from features.build import History, order_features, report_features
         from features.io import load_tables
 
-        tables = load_tables(data)
+        tables = load_tables(_data_dir(data))
         with steps("features", ["index history", "report features", "order features"]) as advance:
             t0 = time.perf_counter()
             history = History.from_tables(tables)
@@ -125,7 +133,7 @@ def features(
 
 @app.command()
 def train(
-    data: Path = typer.Option(Path("data"), "--data", help="Folder with the tables."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
     alias: str = typer.Option(S.CHAMPION, "--alias", help="Alias to point at the new versions."),
     unless_champion: bool = typer.Option(False, "--unless-champion", help="Do nothing if a champion already exists."),
 ) -> None:
@@ -146,7 +154,7 @@ def train(
         if unless_champion and all(registry.has_alias(m, S.CHAMPION) for m in (S.SEVERITY_MODEL, S.FRAUD_MODEL)):
             err.print("champion models already registered; nothing to do")
             return
-        tables = load_tables(data)
+        tables = load_tables(_data_dir(data))
         with steps("train", list(TRAIN_STEPS)) as advance:
             result = run(tables, settings, alias=alias, on_step=advance)
         table = Table(title=f"validation window metrics (run {result.run_id[:8]})")

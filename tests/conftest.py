@@ -61,8 +61,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_service(env_overrides: dict[str, str], log_path: Path, timeout: float = 180.0):
-    """Start `bentoml serve` for real and wait until /readyz says ready; returns (process, base_url)."""
+def start_service(env_overrides: dict[str, str], log_path: Path, timeout: float = 180.0, wait_ready: bool = True):
+    """Start `bentoml serve` for real and (by default) wait until /readyz says ready; returns (process, base_url)."""
     port = _free_port()
     env = {**os.environ, **env_overrides, "BENTOML_HOME": str(log_path.parent / "bentoml")}
     log = open(log_path, "w")
@@ -72,6 +72,8 @@ def start_service(env_overrides: dict[str, str], log_path: Path, timeout: float 
         cwd=Path(__file__).resolve().parents[1], env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    if not wait_ready:
+        return proc, url
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -102,3 +104,18 @@ def service(trained, data_dir, mlflow_uri, tmp_path_factory):
     )
     yield url
     stop_service(proc)
+
+
+@pytest.fixture
+def launch_service(tmp_path):
+    """Start extra service processes in a test; every one is stopped afterwards."""
+    procs = []
+
+    def launch(env: dict[str, str], wait_ready: bool = True) -> str:
+        proc, url = start_service(env, tmp_path / f"service-{len(procs)}.log", wait_ready=wait_ready)
+        procs.append(proc)
+        return url
+
+    yield launch
+    for proc in procs:
+        stop_service(proc)
