@@ -15,6 +15,7 @@ from pathlib import Path
 class Settings:
     data_dir: Path
     mlflow_tracking_uri: str
+    database_url: str
     max_batch: int
     num_threads: int
     seed: int
@@ -25,6 +26,7 @@ class Settings:
         return cls(
             data_dir=Path(env.get("DOCKET_DATA_DIR", "data")).resolve(),
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI", f"sqlite:///{Path('mlflow.db').resolve()}"),
+            database_url=env.get("DOCKET_DATABASE_URL", f"sqlite:///{Path('docket.db').resolve()}"),
             max_batch=int(env.get("DOCKET_MAX_BATCH", "1000")),
             num_threads=int(env.get("DOCKET_NUM_THREADS", "1")),
             seed=int(env.get("DOCKET_SEED", "7")),
