@@ -16,6 +16,12 @@ from typing import Any
 import bentoml
 
 with bentoml.importing():
+    from features.settings import Settings
+    from serving import penalty
+    from serving.ledger import Ledger
+    from serving.ledger_routes import app as ledger_app
+    from serving.store import make_engine, migrate
+    from serving.penalty_request import parse_penalty_request
     from serving.runtime import Runtime, load_runtime
     from serving.requests import RequestError
 
@@ -24,8 +30,15 @@ RETRY_SECONDS = 5.0
 
 
 @bentoml.service(name="docket", traffic={"timeout": 60})
+@bentoml.mount_asgi_app(ledger_app, path="/")
 class Docket:
     def __init__(self) -> None:
+        # The store and the policy are quick to open and needed even before models load:
+        # the ledger and /penalty work while /readyz still says the models are loading.
+        settings = Settings.from_env()
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+        self.ledger = Ledger(engine, penalty.load_policy())
         self.runtime: Runtime | None = None
         self.load_error: str | None = None
         self._stop = threading.Event()
@@ -46,6 +59,11 @@ class Docket:
     def __is_ready__(self) -> bool:
         return self.runtime is not None
 
+    @staticmethod
+    def _invalid(ctx: bentoml.Context, err: RequestError) -> dict:
+        ctx.response.status_code = 422
+        return {"error": "invalid request", "detail": [e.as_dict() for e in err.errors]}
+
     def _answer(self, ctx: bentoml.Context, work: Callable[[Runtime], Any]) -> Any:
         """Run `work` on the loaded runtime; the one place request failures become HTTP statuses.
 
@@ -58,8 +76,7 @@ class Docket:
         try:
             return work(self.runtime)
         except RequestError as err:
-            ctx.response.status_code = 422
-            return {"error": "invalid request", "detail": [e.as_dict() for e in err.errors]}
+            return self._invalid(ctx, err)
 
     @bentoml.api(route="/score")
     def score(self, ctx: bentoml.Context, reports: Any = None) -> Any:
@@ -70,3 +87,13 @@ class Docket:
     def rank(self, ctx: bentoml.Context, reports: Any = None) -> Any:
         """The same results ordered by priority, highest first; ties by created_at, then report_id."""
         return self._answer(ctx, lambda rt: rt.rank(rt.score(reports)))
+
+    @bentoml.api(route="/penalty")
+    def penalty(self, ctx: bentoml.Context, as_of: Any = None, account: Any = None, violation: Any = None,
+                history: Any = None) -> Any:
+        """What the penalty mapper decides for this violation given this record; changes nothing."""
+        try:
+            when, acc, vio, past = parse_penalty_request(as_of, account, violation, history)
+        except RequestError as err:
+            return self._invalid(ctx, err)
+        return penalty.decide(when, acc, vio, past, self.ledger.policy).to_dict()

@@ -96,10 +96,35 @@ def stop_service(proc) -> None:
         proc.kill()
 
 
+def _postgres_database(base_url: str, name: str) -> str:
+    """Create an empty database beside DOCKET_TEST_POSTGRES_URL's and return its URL."""
+    import sqlalchemy as sa
+
+    from serving.store import make_engine
+
+    engine = make_engine(base_url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+STORES = ["sqlite"] + (["postgresql"] if os.environ.get("DOCKET_TEST_POSTGRES_URL") else [])
+
+
+@pytest.fixture(scope="session", params=STORES)
+def store_url(request, tmp_path_factory) -> str:
+    """A fresh database for a service: SQLite always, PostgreSQL when DOCKET_TEST_POSTGRES_URL is set."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('store') / 'docket.db'}"
+    return _postgres_database(os.environ["DOCKET_TEST_POSTGRES_URL"], f"docket_test_{os.getpid()}")
+
+
 @pytest.fixture(scope="session")
-def service(trained, data_dir, mlflow_uri, tmp_path_factory):
+def service(trained, data_dir, mlflow_uri, store_url, tmp_path_factory):
     proc, url = start_service(
-        {"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": mlflow_uri},
+        {"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": mlflow_uri, "DOCKET_DATABASE_URL": store_url},
         tmp_path_factory.mktemp("service") / "service.log",
     )
     yield url

@@ -1,0 +1,252 @@
+"""The enforcement ledger: confirmed violations, the decisions taken on them, appeals and remedial steps.
+
+Plain Python over serving.store; the HTTP routes and the CLI call this. Every
+change is one transaction that appends rows (violation, decision, event) and an
+audit event together; nothing is ever updated or deleted, so an account's record
+can be replayed as of any time. Decisions come from the penalty mapper run on
+the account's stored record, never on what a caller says the record is.
+
+Writes for one account are serialised: SQLite takes its write lock at BEGIN and
+PostgreSQL locks the account's row, so two violations of the same account can
+never be decided without seeing each other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from features import vocabulary as V
+from serving import tables as T
+from serving.penalty import APPEALS, Account, Decision, Policy, Violation, decide
+from serving.record import (StoredViolation, health_view, known_history, load_account, load_violation,
+                            past_from_json, past_to_json)
+from serving.store import StoreError, append_audit, insert_if_absent, reading, to_json, writing
+
+
+class LedgerError(ValueError):
+    """A request the ledger refuses: it would make the record wrong (bad stage, time, role or conflicting retry)."""
+
+
+class NotFoundError(LookupError):
+    """No such violation or account in the ledger."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    violation_id: str
+    decision: Decision  # the decision taken when the violation was recorded
+    created: bool  # False for a retry of an id already recorded
+
+
+class Ledger:
+    def __init__(self, engine: Engine, policy: Policy):
+        self.engine = engine
+        self.policy = policy
+
+    # -- recording ---------------------------------------------------------
+
+    def record_violation(self, violation_id: str, account: Account, violation: Violation, *, actor: str,
+                         as_of: datetime, source_report_id: str | None = None,
+                         model_versions: dict[str, str] | None = None) -> Recorded:
+        """Decide on a confirmed violation from the account's stored record and store it; idempotent by id.
+
+        A retry with the same id and content records nothing and returns the stored
+        decision (created=False); the same id with other content is a LedgerError.
+        """
+        _check_new(violation_id, account, violation, as_of)
+        try:
+            with writing(self.engine) as conn:
+                return self._record(conn, violation_id, account, violation, actor, as_of,
+                                    source_report_id, model_versions)
+        except IntegrityError as err:  # the same id stored meanwhile under another account's lock
+            with reading(self.engine) as conn:
+                stored = load_violation(conn, violation_id)
+            if stored is None:
+                raise StoreError(f"recording violation {violation_id} failed: {err.orig}") from err
+            return _retried(stored, account, violation)
+
+    def _record(self, conn: Connection, violation_id: str, account: Account, violation: Violation, actor: str,
+                as_of: datetime, source_report_id: str | None, model_versions: dict[str, str] | None) -> Recorded:
+        role = _lock_account(conn, account, as_of)
+        stored = load_violation(conn, violation_id)
+        if stored is not None:
+            return _retried(stored, account, violation)
+        if role != account.role:
+            raise LedgerError(f"account {account.account_id} is recorded as a {role}, not a {account.role}")
+        _, others = load_account(conn, account.account_id)
+        known = known_history(others, as_of)
+        history = [v.past() for v in known]
+        decision = decide(as_of, account, violation, history, self.policy)
+        row = {"violation_id": violation_id, "account_id": account.account_id, "role": account.role,
+               "family": violation.family, "category": violation.category, "severity": violation.severity,
+               "occurred_at": violation.occurred_at, "recorded_at": as_of, "recorded_by": actor,
+               "source_report_id": source_report_id, "model_versions": model_versions}
+        conn.execute(insert(T.violations).values(**row))
+        snapshot = [past_to_json(v.violation_id, p) for v, p in zip(known, history)]
+        _append_decision(conn, violation_id, decision, at=as_of, actor=actor, cause="recorded", history=snapshot)
+        append_audit(conn, at=as_of, actor=actor, action="violation.recorded", entity="violation",
+                     entity_id=violation_id, before=None, after={**row, "decision": decision.to_dict()},
+                     why=f"from report {source_report_id}" if source_report_id else None)
+        return Recorded(violation_id, decision, created=True)
+
+    # -- later events --------------------------------------------------------
+
+    def appeal(self, violation_id: str, outcome: str, *, actor: str, why: str | None, at: datetime) -> dict:
+        """Append an appeal outcome (the latest wins); returns the account's health view afterwards.
+
+        An overturned violation stops counting and its penalties lift from `at`; an
+        upheld one stays as it was.
+        """
+        if outcome not in APPEALS:
+            raise LedgerError(f"unknown appeal outcome {outcome!r} (allowed: {', '.join(APPEALS)})")
+        _check_aware(at, "at")
+        with writing(self.engine) as conn:
+            stored = _locked_violation(conn, violation_id)
+            _check_not_before(at, stored, "appeal")
+            _append_event(conn, violation_id, at=at, kind="appeal", value=outcome, actor=actor, why=why)
+            append_audit(conn, at=at, actor=actor, action="violation.appealed", entity="violation",
+                         entity_id=violation_id, before={"appeal": stored.appeal}, after={"appeal": outcome}, why=why)
+            return self._view(conn, stored.account_id, at)
+
+    def complete_remedial(self, violation_id: str, *, completed_at: datetime, actor: str, why: str | None) -> dict:
+        """Append a passed remedial step and the mapper's new decision for it; returns the health view afterwards.
+
+        The mapper is re-run on the record the violation was first decided on, so only
+        the remedial step can change the outcome (it lowers sellers' logistics
+        sentences; for anything else the new decision repeats the old actions).
+        """
+        _check_aware(completed_at, "completed_at")
+        with writing(self.engine) as conn:
+            stored = _locked_violation(conn, violation_id)
+            _check_not_before(completed_at, stored, "remedial step")
+            if stored.remedial_completed_at is not None:
+                raise LedgerError(f"violation {violation_id}: remedial step already completed at "
+                                  f"{stored.remedial_completed_at.isoformat()}")
+            first = stored.decisions[0]
+            decision = decide(completed_at, Account(stored.account_id, stored.role),
+                              _as_violation(stored, completed_at), [past_from_json(p) for p in first.history],
+                              self.policy)
+            _append_event(conn, violation_id, at=completed_at, kind="remedial", value=completed_at.isoformat(),
+                          actor=actor, why=why)
+            _append_decision(conn, violation_id, decision, at=completed_at, actor=actor, cause="remedial",
+                             history=list(first.history))
+            append_audit(conn, at=completed_at, actor=actor, action="violation.remedial_completed",
+                         entity="violation", entity_id=violation_id, before=stored.current.decision.to_dict(),
+                         after=decision.to_dict(), why=why)
+            return self._view(conn, stored.account_id, completed_at)
+
+    # -- reading -------------------------------------------------------------
+
+    def health(self, account_id: str, as_of: datetime) -> dict:
+        """The account's health, counting violations, penalties in force and history as of `as_of` (ISO strings)."""
+        _check_aware(as_of, "as_of")
+        with reading(self.engine) as conn:
+            return self._view(conn, account_id, as_of)
+
+    def _view(self, conn: Connection, account_id: str, as_of: datetime) -> dict:
+        found = load_account(conn, account_id)
+        if found is None:
+            raise NotFoundError(f"no account {account_id!r} in the ledger")
+        role, violations = found
+        return health_view(Account(account_id, role), violations, as_of, self.policy)
+
+    def audit_events(self, entity_id: str | None = None) -> list[dict]:
+        """Audit events oldest first, optionally only those about one entity."""
+        a = T.audit_events
+        query = select(a).order_by(a.c.id)
+        if entity_id is not None:
+            query = query.where(a.c.entity_id == entity_id)
+        with reading(self.engine) as conn:
+            return [{**row._asdict(), "at": row.at.isoformat()} for row in conn.execute(query)]
+
+
+# ---------------------------------------------------------------------------
+# Checks, done before any transaction opens.
+
+def _check_aware(value: datetime, name: str) -> None:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise LedgerError(f"{name} must be a timezone-aware datetime, got {value!r}")
+
+
+def _check_new(violation_id: str, account: Account, violation: Violation, as_of: datetime) -> None:
+    """Refuse what would make the record wrong: only confirmed, well-formed, already-happened violations."""
+    if not isinstance(violation_id, str) or not 0 < len(violation_id) <= 128:
+        raise LedgerError(f"violation_id must be a string of 1 to 128 characters, got {violation_id!r}")
+    if violation.stage != "confirmed":
+        raise LedgerError(f"violation {violation_id} is {violation.stage}: only confirmed violations are recorded")
+    if account.role not in V.ROLES:
+        raise LedgerError(f"unknown role {account.role!r} (allowed: {', '.join(V.ROLES)})")
+    if V.CATEGORY_FAMILY.get(violation.category) != violation.family:
+        raise LedgerError(f"category {violation.category!r} is not in family {violation.family!r}")
+    if violation.severity not in V.SEVERITIES:
+        raise LedgerError(f"unknown severity {violation.severity!r} (allowed: {', '.join(V.SEVERITIES)})")
+    _check_aware(as_of, "as_of")
+    _check_aware(violation.occurred_at, "occurred_at")
+    if violation.occurred_at > as_of:
+        raise LedgerError(f"violation {violation_id} occurred at {violation.occurred_at.isoformat()}, "
+                          f"after as_of {as_of.isoformat()}")
+    if violation.remedial_completed_at is not None:
+        raise LedgerError(f"violation {violation_id}: record it first, then complete the remedial step")
+
+
+def _check_not_before(at: datetime, stored: StoredViolation, what: str) -> None:
+    if at < stored.recorded_at:
+        raise LedgerError(f"{what} at {at.isoformat()} precedes the recording of violation "
+                          f"{stored.violation_id} at {stored.recorded_at.isoformat()}")
+
+
+def _retried(stored: StoredViolation, account: Account, violation: Violation) -> Recorded:
+    """The stored outcome for a retry; a different violation under a reused id is refused."""
+    mine = (account.account_id, account.role, violation.family, violation.category, violation.severity,
+            violation.occurred_at)
+    theirs = (stored.account_id, stored.role, stored.family, stored.category, stored.severity, stored.occurred_at)
+    if mine != theirs:
+        raise LedgerError(f"violation {stored.violation_id} is already recorded with other content "
+                          f"(account {stored.account_id}, {stored.severity} {stored.category} at "
+                          f"{stored.occurred_at.isoformat()}); a retry must repeat the original")
+    return Recorded(stored.violation_id, stored.decisions[0].decision, created=False)
+
+
+# ---------------------------------------------------------------------------
+# Writing rows (INSERT only).
+
+def _lock_account(conn: Connection, account: Account, as_of: datetime) -> str:
+    """Create the account on first sight and lock its row for this transaction; returns its stored role."""
+    insert_if_absent(conn, T.accounts, {"account_id": account.account_id, "role": account.role,
+                                        "first_recorded_at": as_of})
+    query = select(T.accounts.c.role).where(T.accounts.c.account_id == account.account_id).with_for_update()
+    return conn.execute(query).scalar_one()
+
+
+def _locked_violation(conn: Connection, violation_id: str) -> StoredViolation:
+    """The stored violation, read after locking its account so no other write to that account interleaves."""
+    v = T.violations
+    account_id = conn.execute(select(v.c.account_id).where(v.c.violation_id == violation_id)).scalar()
+    if account_id is None:
+        raise NotFoundError(f"no violation {violation_id!r} in the ledger")
+    conn.execute(select(T.accounts.c.account_id).where(T.accounts.c.account_id == account_id).with_for_update())
+    return load_violation(conn, violation_id)
+
+
+def _as_violation(stored: StoredViolation, remedial_completed_at: datetime | None) -> Violation:
+    return Violation(family=stored.family, category=stored.category, severity=stored.severity,
+                     occurred_at=stored.occurred_at, remedial_completed_at=remedial_completed_at)
+
+
+def _append_decision(conn: Connection, violation_id: str, decision: Decision, *, at: datetime, actor: str,
+                     cause: str, history: list[dict[str, Any]]) -> None:
+    values = to_json(decision.to_dict())
+    conn.execute(insert(T.decisions).values(violation_id=violation_id, decided_at=at, decided_by=actor, cause=cause,
+                                            actions=values["actions"], account_health=decision.account_health,
+                                            reasons=values["reasons"], policy_version=decision.policy_version,
+                                            rung=decision.rung, points=decision.points, history=history))
+
+
+def _append_event(conn: Connection, violation_id: str, *, at: datetime, kind: str, value: str, actor: str,
+                  why: str | None) -> None:
+    conn.execute(insert(T.violation_events).values(violation_id=violation_id, at=at, kind=kind, value=value,
+                                                   actor=actor, why=why))

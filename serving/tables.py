@@ -1,0 +1,119 @@
+"""Docket's persisted tables, as SQLAlchemy Core: the enforcement ledger and its audit trail.
+
+The schema itself is created by the Alembic migrations (serving/migrations), never
+from this metadata at run time; these objects are what queries are written against,
+so a column added in a migration is added here too.
+
+History tables are append-only: rows are INSERTed and never changed or removed
+(the migrations back this with triggers). A violation's current decision is its
+latest decision row; an appeal or a remedial step is an event row, not an edit.
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (JSON, BigInteger, CheckConstraint, Column, DateTime, Dialect, ForeignKey, Integer,
+                        MetaData, String, Table, Text)
+from sqlalchemy.types import TypeDecorator
+
+# BIGINT ids on PostgreSQL; SQLite only autoincrements a column declared INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer, "sqlite")
+# Python None as SQL NULL rather than the JSON text 'null'.
+NullableJSON = JSON(none_as_null=True)
+
+CAUSES = ("recorded", "remedial", "appeal")
+EVENT_KINDS = ("appeal", "remedial")
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp that goes in as aware UTC and always comes back as aware UTC.
+
+    SQLite keeps no zone, so values are converted to UTC before storing and
+    labelled UTC on the way out; a naive datetime is refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: Docket stores timezone-aware UTC times only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+accounts = Table(
+    "accounts", metadata,
+    Column("account_id", String(128), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("first_recorded_at", UTCDateTime, nullable=False),
+    CheckConstraint("role IN ('buyer', 'seller')", name="ck_accounts_role"),
+)
+
+violations = Table(
+    "violations", metadata,
+    Column("violation_id", String(128), primary_key=True),
+    Column("account_id", String(128), ForeignKey("accounts.account_id"), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("family", String(32), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("recorded_by", String(256), nullable=False),
+    Column("source_report_id", String(128), nullable=True),
+    Column("model_versions", NullableJSON, nullable=True),
+)
+
+decisions = Table(
+    "decisions", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("violation_id", String(128), ForeignKey("violations.violation_id"), nullable=False, index=True),
+    Column("decided_at", UTCDateTime, nullable=False),
+    Column("decided_by", String(256), nullable=False),
+    Column("cause", String(16), nullable=False),
+    Column("actions", JSON, nullable=False),
+    Column("account_health", String(16), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("policy_version", String(64), nullable=False),
+    Column("rung", String(64), nullable=False),
+    Column("points", Integer, nullable=False),
+    # The record the mapper was given (PastViolations as JSON), so the decision can be re-run.
+    Column("history", JSON, nullable=False),
+    CheckConstraint("cause IN ('recorded', 'remedial', 'appeal')", name="ck_decisions_cause"),
+)
+
+violation_events = Table(
+    "violation_events", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("violation_id", String(128), ForeignKey("violations.violation_id"), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("value", String(64), nullable=False),  # upheld | overturned, or the remedial completion time (ISO)
+    Column("actor", String(256), nullable=False),
+    Column("why", Text, nullable=True),
+    CheckConstraint("kind IN ('appeal', 'remedial')", name="ck_violation_events_kind"),
+)
+
+audit_events = Table(
+    "audit_events", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("entity", String(64), nullable=False),
+    Column("entity_id", String(128), nullable=False, index=True),
+    Column("before", NullableJSON, nullable=True),
+    Column("after", NullableJSON, nullable=True),
+    Column("why", Text, nullable=True),
+)
+
+APPEND_ONLY = (accounts, violations, decisions, violation_events, audit_events)
