@@ -24,6 +24,7 @@ train: data
 	$(BIN)/docket train --data $(DATA) --unless-champion
 
 serve: train
+	@$(BIN)/docket keys bootstrap
 	DOCKET_DATA_DIR=$(DATA) $(BIN)/bentoml serve serving.service:Docket --host 127.0.0.1 --port $(PORT)
 
 test: install

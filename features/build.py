@@ -142,6 +142,9 @@ class History:
     def account_codes(self, ids: pd.Series) -> np.ndarray:
         return codes_for(ids, self.account_ids)
 
+    def account_codes_one(self, account_id: str) -> int:
+        return int(self.account_ids.get_indexer([account_id])[0])
+
     def order_codes(self, ids: pd.Series) -> np.ndarray:
         return codes_for(ids, self.order_ids)
 

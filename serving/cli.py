@@ -168,6 +168,129 @@ def train(
     _run(go)
 
 
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: stored hashed, shown once.")
+app.add_typer(keys_app, name="keys")
+
+
+def _store():
+    from serving.store import make_engine, migrate
+
+    engine = make_engine(S.Settings.from_env().database_url)
+    migrate(engine)
+    return engine
+
+
+def _now():
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+@keys_app.command("create")
+def keys_create(role: str = typer.Option(..., "--role", help="intake, investigator or admin.")) -> None:
+    """Create a key and print it, and only it, on standard output (it is not shown again)."""
+
+    def go() -> None:
+        from serving.auth import KeyError_, create_key
+
+        try:
+            key = create_key(_store(), role, actor="cli", now=_now())
+        except KeyError_ as e:
+            raise CliError(str(e)) from e
+        print(key)
+
+    _run(go)
+
+
+@keys_app.command("bootstrap")
+def keys_bootstrap() -> None:
+    """On a fresh install (no admin key yet) create one admin key and print it once; otherwise do nothing."""
+
+    def go() -> None:
+        from serving.auth import create_key, has_keys
+
+        engine = _store()
+        if has_keys(engine, "admin"):
+            err.print("an admin key exists already (create more with: docket keys create --role admin)")
+            return
+        key = create_key(engine, "admin", actor="cli:bootstrap", now=_now())
+        err.print("[bold]Your admin API key (shown once, store it now):[/bold]")
+        print(key)
+        err.print("use it as: curl -H 'Authorization: Bearer <key>' ...")
+
+    _run(go)
+
+
+@app.command()
+def monitor(
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+    as_of: str | None = typer.Option(None, "--as-of", help="ISO-8601 time to monitor up to [default: the data's last order]."),
+) -> None:
+    """Run transaction monitoring and the fulfilment rules over a data set and feed the queue."""
+
+    def go() -> None:
+        import pandas as pd
+
+        from features.build import History
+        from features.io import load_tables
+        from serving.ledger import Ledger
+        from serving.monitors import MonitorConfig, fulfillment_reports, transaction_reports
+        from serving.penalty import load_policy
+        from serving.queue import Queue
+        from serving.queue_policy import load_queue_policy
+        from serving.runtime import load_scorer
+        from serving.triage import Triage
+
+        settings = S.Settings.from_env()
+        tables = load_tables(_data_dir(data))
+        qp = load_queue_policy()
+        config = MonitorConfig.from_dict(qp.monitors)
+        with steps("monitor", ["index history", "load models", "transactions", "fulfilment", "intake"]) as advance:
+            history = History.from_tables(tables)
+            advance("index")
+            scorer = load_scorer(settings)
+            advance("models")
+            when = pd.Timestamp(as_of).tz_convert("UTC") if as_of else tables["orders"]["created_at"].max()
+            when = when.to_pydatetime()
+            found = transaction_reports(tables["orders"], history, scorer.fraud.bundle.order, when, config)
+            advance("transactions")
+            found += fulfillment_reports(tables["orders"], history, when, config)
+            advance("fulfilment")
+            engine = _store()
+            triage = Triage(Queue(engine, qp, Ledger(engine, load_policy())), qp, max(len(found), 1))
+            result = triage.intake(found, history, scorer, actor="cli:monitor", now=_now()) if found else \
+                {"accepted": [], "already_known": []}
+            advance("intake")
+        kinds = {t: sum(r["reporter_type"] == t for r in found) for t in ("automated_detection", "rules_engine")}
+        err.print(f"{kinds['automated_detection']} transaction and {kinds['rules_engine']} fulfilment cases found; "
+                  f"{len(result['accepted'])} new in the queue, {len(result['already_known'])} already there",
+                  highlight=False)
+
+    _run(go)
+
+
+@app.command("export-labels")
+def export_labels(out_dir: Path = typer.Option(..., "--out", help="Folder to write reports and outcomes to.")) -> None:
+    """Write resolved cases as the data contract's reports and outcomes tables, for `docket train`."""
+
+    def go() -> None:
+        from features.io import write_tables
+        from serving.ledger import Ledger
+        from serving.penalty import load_policy
+        from serving.queue import Queue
+        from serving.queue_policy import load_queue_policy
+
+        engine = _store()
+        queue = Queue(engine, load_queue_policy(), Ledger(engine, load_policy()))
+        outcomes = queue.export_outcomes()
+        reports = queue.export_reports()
+        reports = reports[reports["report_id"].isin(outcomes["report_id"])].reset_index(drop=True)
+        write_tables({"reports": reports, "outcomes": outcomes}, out_dir)
+        err.print(f"wrote {len(outcomes):,} outcomes (and their reports) to {out_dir}", highlight=False)
+
+    _run(go)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -141,6 +141,14 @@ class Ledger:
 
     # -- reading -------------------------------------------------------------
 
+    def propose(self, account: Account, violation: Violation, as_of: datetime) -> Decision:
+        """What recording this violation now would decide, from the stored record; writes nothing."""
+        with reading(self.engine) as conn:
+            found = load_account(conn, account.account_id)
+        stored = found[1] if found else []
+        history = [v.past() for v in known_history(stored, as_of)]
+        return decide(as_of, account, violation, history, self.policy)
+
     def health(self, account_id: str, as_of: datetime) -> dict:
         """The account's health, counting violations, penalties in force and history as of `as_of` (ISO strings)."""
         _check_aware(as_of, "as_of")

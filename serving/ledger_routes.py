@@ -51,6 +51,12 @@ def ledger(service: Any = Depends(bentoml.get_current_service)):
     return service.ledger
 
 
+def actor_of(request: Request, claimed: str | None = None) -> str:
+    """Who is acting: the verified API key, with the person named in the body when one is given."""
+    key = getattr(request.state, "actor", None) or "anonymous"
+    return f"{key} ({claimed})" if claimed else key
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -61,10 +67,10 @@ def _body(body: Any) -> tuple[_Fields, list[FieldError]]:
 
 
 @app.post("/violations")
-def record_violation(body: Any = Body(None), ledger=Depends(ledger)) -> JSONResponse:
+def record_violation(request: Request, body: Any = Body(None), ledger=Depends(ledger)) -> JSONResponse:
     """Record a confirmed violation: runs the mapper on the stored record; idempotent by violation_id."""
     f, errors = _body(body)
-    violation_id, actor = f.text("violation_id"), f.text("actor")
+    violation_id, actor = f.text("violation_id"), actor_of(request, f.text("actor", required=False))
     as_of = f.time("as_of", required=False) or _now()
     account = parse_account(f.obj.get("account"), errors)
     violation = parse_violation(f.obj.get("violation"), as_of, errors)
@@ -81,10 +87,10 @@ def record_violation(body: Any = Body(None), ledger=Depends(ledger)) -> JSONResp
 
 
 @app.post("/violations/{violation_id}/appeal")
-def appeal(violation_id: str, body: Any = Body(None), ledger=Depends(ledger)) -> dict:
+def appeal(violation_id: str, request: Request, body: Any = Body(None), ledger=Depends(ledger)) -> dict:
     """Record an appeal outcome; an overturned violation stops counting and its penalties lift."""
     f, errors = _body(body)
-    outcome, actor, why = f.choice("outcome", APPEALS), f.text("actor"), f.text("why")
+    outcome, actor, why = f.choice("outcome", APPEALS), actor_of(request, f.text("actor", required=False)), f.text("why")
     at = f.time("at", required=False) or _now()
     if errors:
         raise RequestError(errors)
@@ -92,10 +98,10 @@ def appeal(violation_id: str, body: Any = Body(None), ledger=Depends(ledger)) ->
 
 
 @app.post("/violations/{violation_id}/remedial")
-def remedial(violation_id: str, body: Any = Body(None), ledger=Depends(ledger)) -> dict:
+def remedial(violation_id: str, request: Request, body: Any = Body(None), ledger=Depends(ledger)) -> dict:
     """Record a passed remedial step (shipping-policy quiz); lowers a seller's logistics sentence."""
     f, errors = _body(body)
-    completed, actor, why = f.time("completed_at"), f.text("actor"), f.text("why")
+    completed, actor, why = f.time("completed_at"), actor_of(request, f.text("actor", required=False)), f.text("why")
     if errors:
         raise RequestError(errors)
     return ledger.complete_remedial(violation_id, completed_at=completed, actor=actor, why=why)

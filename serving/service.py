@@ -1,60 +1,95 @@
-"""Docket's BentoML service: a thin HTTP face over the scorer.
+"""Docket's BentoML service: a thin HTTP face over the scorer, the queue and the ledger.
 
-Start-up work (reading the data source, indexing history, loading the champion
-models from the MLflow registry) runs in a background thread so that /livez
-answers at once and /readyz says 503 until scoring can really happen. If no
-champion exists yet, loading is retried, so training a first model makes a
-waiting service ready without a restart.
+Opening the store, the ledger and the queue is quick and happens in __init__.
+Reading the data source (account history) and loading the champion models run
+in a background thread: /livez answers at once, /readyz says 503 until models
+are loaded, intake already works once history is there (rules-only priority),
+and a sweep rescores rules-scored reports as soon as models arrive. If no
+champion exists yet, loading is retried, so a first training makes a waiting
+service ready without a restart. Every route but /livez, /readyz and /metrics
+needs an API key (serving/auth.py).
 """
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import bentoml
 
 with bentoml.importing():
-    from features.settings import Settings
-    from serving import penalty
+    import mlflow
+
+    from features import settings as S
+    from features.build import History
+    from features.io import load_tables
+    from serving import penalty, queue_routes  # noqa: F401  (registers the queue routes)
+    from serving.auth import AuthMiddleware, Keys
     from serving.ledger import Ledger
-    from serving.ledger_routes import app as ledger_app
-    from serving.store import make_engine, migrate
+    from serving.ledger_routes import app as http_app
     from serving.penalty_request import parse_penalty_request
-    from serving.runtime import Runtime, load_runtime
+    from serving.queue import Queue
+    from serving.queue_policy import load_queue_policy
     from serving.requests import RequestError
+    from serving.runtime import Runtime, load_scorer
+    from serving.store import make_engine, migrate
+    from serving.triage import Triage
 
 log = logging.getLogger("docket.service")
 RETRY_SECONDS = 5.0
 
 
 @bentoml.service(name="docket", traffic={"timeout": 60})
-@bentoml.mount_asgi_app(ledger_app, path="/")
+@bentoml.mount_asgi_app(http_app, path="/")
 class Docket:
     def __init__(self) -> None:
-        # The store and the policy are quick to open and needed even before models load:
-        # the ledger and /penalty work while /readyz still says the models are loading.
-        settings = Settings.from_env()
-        engine = make_engine(settings.database_url)
+        self.settings = S.Settings.from_env()
+        engine = make_engine(self.settings.database_url)
         migrate(engine)
+        qp = load_queue_policy()
         self.ledger = Ledger(engine, penalty.load_policy())
+        self.queue = Queue(engine, qp, self.ledger)
+        self.triage = Triage(self.queue, qp, self.settings.max_batch)
+        self.history: History | None = None
         self.runtime: Runtime | None = None
         self.load_error: str | None = None
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         threading.Thread(target=self._load, name="docket-load", daemon=True).start()
+        threading.Thread(target=self._sweep, name="docket-sweep", daemon=True).start()
 
     def _load(self) -> None:
         while not self._stop.is_set():
             try:
-                self.runtime = load_runtime()
+                if self.history is None:
+                    self.history = History.from_tables(load_tables(self.settings.data_dir, require=["accounts"]))
+                self.runtime = Runtime(self.settings, self.history, load_scorer(self.settings))
                 self.load_error = None
                 log.info("Docket ready: models %s", self.runtime.scorer.model_versions)
                 return
-            except Exception as err:  # keep retrying; the reason is visible in the log and /readyz stays 503
+            except Exception as err:  # keep retrying; the reason is in the log and in 503 bodies
                 self.load_error = f"{type(err).__name__}: {err}"
                 log.warning("Docket not ready (%s); retrying in %.0fs", self.load_error, RETRY_SECONDS)
                 self._stop.wait(RETRY_SECONDS)
+
+    def _sweep(self) -> None:
+        """Rescore reports the rules scored while the models were away."""
+        while not self._stop.wait(self.triage.qp.sweep_seconds):
+            if self.runtime is None:
+                continue
+            try:
+                with self._lock:
+                    n = self.triage.rescore_pending(self.runtime.history, self.runtime.scorer, datetime.now(UTC))
+                if n:
+                    log.info("rescored %d reports with the models", n)
+            except Exception:
+                log.exception("rescoring sweep failed")
+
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        self._stop.set()
 
     def __is_ready__(self) -> bool:
         return self.runtime is not None
@@ -65,7 +100,7 @@ class Docket:
         return {"error": "invalid request", "detail": [e.as_dict() for e in err.errors]}
 
     def _answer(self, ctx: bentoml.Context, work: Callable[[Runtime], Any]) -> Any:
-        """Run `work` on the loaded runtime; the one place request failures become HTTP statuses.
+        """Run `work` on the loaded runtime; the one place scoring failures become HTTP statuses.
 
         BentoML's own exception rendering cannot carry a per-field list, so the
         status is set on the context and the error body returned directly.
@@ -97,3 +132,6 @@ class Docket:
         except RequestError as err:
             return self._invalid(ctx, err)
         return penalty.decide(when, acc, vio, past, self.ledger.policy).to_dict()
+
+
+Docket.add_asgi_middleware(AuthMiddleware, keys_factory=lambda: Keys(make_engine(S.Settings.from_env().database_url)))

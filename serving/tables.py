@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import (JSON, BigInteger, CheckConstraint, Column, DateTime, Dialect, ForeignKey, Integer,
+from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Column, DateTime, Dialect, ForeignKey, Integer,
                         MetaData, String, Table, Text)
 from sqlalchemy.types import TypeDecorator
 
@@ -117,3 +117,107 @@ audit_events = Table(
 )
 
 APPEND_ONLY = (accounts, violations, decisions, violation_events, audit_events)
+
+
+# ---------------------------------------------------------------------------
+# The triage queue (migration 0002). Reports, scores, case links, outcomes and
+# notifications are append-only history; `cases`, `alerts` and `api_keys` hold
+# current state, and every change to them is an audit event.
+
+intake_reports = Table(
+    "intake_reports", metadata,
+    Column("report_id", String(128), primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("received_by", String(256), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("reporter_id", String(128), nullable=True),
+    Column("reporter_type", String(32), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("subject_id", String(128), nullable=False, index=True),
+    Column("show_id", String(128), nullable=True),
+    Column("order_id", String(128), nullable=True),
+    Column("category", String(64), nullable=False),
+    Column("family", String(32), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("evidence", NullableJSON, nullable=True),
+)
+
+report_scores = Table(
+    "report_scores", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("report_id", String(128), ForeignKey("intake_reports.report_id"), nullable=False, index=True),
+    Column("scored_at", UTCDateTime, nullable=False),
+    Column("scored_by", String(16), nullable=False),  # model | rules
+    Column("p_valid", JSON, nullable=True),
+    Column("severity", String(16), nullable=True),
+    Column("fraud_risk", JSON, nullable=True),
+    Column("priority", JSON, nullable=False),
+    Column("detail", JSON, nullable=False),  # severity_probabilities, reasons, model_versions
+)
+
+cases = Table(
+    "cases", metadata,
+    Column("case_id", String(160), primary_key=True),
+    Column("kind", String(16), nullable=False),  # report | spike
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("subject_id", String(128), nullable=False, index=True),
+    Column("family", String(32), nullable=False),
+    Column("category", String(64), nullable=False),
+    Column("deadline_at", UTCDateTime, nullable=False),
+    Column("goal_hours", JSON, nullable=False),
+    Column("base_priority", JSON, nullable=False),
+    Column("tier", Integer, nullable=False),
+    Column("status", String(16), nullable=False, index=True),  # open | claimed | resolved | merged
+    Column("claimed_by", String(256), nullable=True),
+    Column("claim_expires_at", UTCDateTime, nullable=True),
+    Column("version", Integer, nullable=False),
+    Column("merged_into", String(160), nullable=True),
+)
+
+case_reports = Table(
+    "case_reports", metadata,
+    Column("case_id", String(160), ForeignKey("cases.case_id"), primary_key=True),
+    Column("report_id", String(128), ForeignKey("intake_reports.report_id"), primary_key=True, index=True),
+    Column("added_at", UTCDateTime, nullable=False),
+)
+
+alerts = Table(
+    "alerts", metadata,
+    Column("alert_key", String(200), primary_key=True),
+    Column("detected_at", UTCDateTime, nullable=False),
+    Column("case_id", String(160), ForeignKey("cases.case_id"), nullable=False),
+    Column("status", String(16), nullable=False),  # open | closed
+    Column("detail", JSON, nullable=False),
+)
+
+review_outcomes = Table(
+    "review_outcomes", metadata,
+    Column("report_id", String(128), ForeignKey("intake_reports.report_id"), primary_key=True),
+    Column("case_id", String(160), ForeignKey("cases.case_id"), nullable=False),
+    Column("valid", Boolean, nullable=False),
+    Column("severity", String(16), nullable=True),
+    Column("fraud_confirmed", Boolean, nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=False),
+    Column("resolved_by", String(256), nullable=False),
+    Column("notes", Text, nullable=True),
+)
+
+notifications = Table(
+    "notifications", metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("reporter_id", String(128), nullable=False, index=True),
+    Column("report_id", String(128), ForeignKey("intake_reports.report_id"), nullable=False),
+    Column("case_id", String(160), ForeignKey("cases.case_id"), nullable=False),
+    Column("message", Text, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("key_hash", String(128), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import pytest
 
 from features import settings as S
@@ -53,6 +54,15 @@ def trained(tables, settings):
     from training.train import train
 
     return train(tables, settings)
+
+
+def as_request(reports: pd.DataFrame) -> list[dict]:
+    """Rows of the reports table as the JSON other systems send."""
+    out = []
+    for row in reports.to_dict("records"):
+        out.append({k: (v.isoformat() if isinstance(v, pd.Timestamp) else (None if pd.isna(v) else v))
+                    for k, v in row.items()})
+    return out
 
 
 def _free_port() -> int:
@@ -129,6 +139,35 @@ def service(trained, data_dir, mlflow_uri, store_url, tmp_path_factory):
     )
     yield url
     stop_service(proc)
+
+
+def make_keys(database_url: str) -> dict[str, str]:
+    """One API key per role in the given store (migrated first)."""
+    from datetime import UTC, datetime
+
+    from serving.auth import ROLES, create_key
+    from serving.store import make_engine, migrate
+
+    engine = make_engine(database_url)
+    migrate(engine)
+    keys = {role: create_key(engine, role, actor="tests", now=datetime.now(UTC)) for role in ROLES}
+    engine.dispose()
+    return keys
+
+
+@pytest.fixture(scope="session")
+def keys(service, store_url) -> dict[str, str]:
+    return make_keys(store_url)
+
+
+def client(key: str | None) -> httpx.Client:
+    return httpx.Client(headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def api(keys) -> httpx.Client:
+    """An HTTP client holding the admin key."""
+    return client(keys["admin"])
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ def penalty_body(**over) -> dict:
     return body
 
 
-def test_penalty_returns_the_contract_fields(service):
-    res = httpx.post(f"{service}/penalty", json=penalty_body())
+def test_penalty_returns_the_contract_fields(api, service):
+    res = api.post(f"{service}/penalty", json=penalty_body())
     assert res.status_code == 200, res.text
     body = res.json()
     assert {"actions", "account_health", "reasons", "policy_version"} <= set(body)
@@ -34,15 +34,15 @@ def test_penalty_returns_the_contract_fields(service):
     assert body["account_health"] == "poor" and body["reasons"]
 
 
-def test_penalty_is_identical_on_every_call(service):
-    answers = {httpx.post(f"{service}/penalty", json=penalty_body()).text for _ in range(3)}
+def test_penalty_is_identical_on_every_call(api, service):
+    answers = {api.post(f"{service}/penalty", json=penalty_body()).text for _ in range(3)}
     assert len(answers) == 1
 
 
-def test_penalty_records_nothing(service):
-    before = httpx.get(f"{service}/audit").json()
-    httpx.post(f"{service}/penalty", json=penalty_body())
-    assert httpx.get(f"{service}/audit").json() == before
+def test_penalty_records_nothing(api, service):
+    before = api.get(f"{service}/audit").json()
+    api.post(f"{service}/penalty", json=penalty_body())
+    assert api.get(f"{service}/audit").json() == before
 
 
 @pytest.mark.parametrize("change, field, words", [
@@ -60,18 +60,18 @@ def test_penalty_records_nothing(service):
     ({"history": [{"occurred_at": "2025-05-01T00:00:00Z", "family": "behavioral", "category": "spam",
                    "severity": "low", "actions": [], "appeal": "maybe"}]}, "history[0].appeal", "unknown value"),
 ])
-def test_invalid_penalty_requests_get_422_per_field(service, change, field, words):
-    res = httpx.post(f"{service}/penalty", json=penalty_body(**change))
+def test_invalid_penalty_requests_get_422_per_field(api, service, change, field, words):
+    res = api.post(f"{service}/penalty", json=penalty_body(**change))
     assert res.status_code == 422, res.text
     detail = res.json()["detail"]
     assert any(d["field"] == field and words in d["message"] for d in detail), detail
 
 
-def record(service, account_id, violation_id, category="spam", severity="low", occurred="2025-05-01T00:00:00Z",
+def record(api, service, account_id, violation_id, category="spam", severity="low", occurred="2025-05-01T00:00:00Z",
            as_of="2025-05-02T00:00:00Z", role="seller"):
     from features import vocabulary as V
 
-    return httpx.post(f"{service}/violations", json={
+    return api.post(f"{service}/violations", json={
         "violation_id": violation_id, "actor": "investigator-7", "as_of": as_of,
         "account": {"account_id": account_id, "role": role},
         "violation": {"family": V.family_of(category), "category": category, "severity": severity,
@@ -80,42 +80,42 @@ def record(service, account_id, violation_id, category="spam", severity="low", o
     })
 
 
-def test_recording_is_idempotent_and_audited(service):
+def test_recording_is_idempotent_and_audited(api, service):
     acc, vid = f"acc-{uuid.uuid4().hex[:8]}", f"v-{uuid.uuid4().hex[:8]}"
-    first = record(service, acc, vid)
+    first = record(api, service, acc, vid)
     assert first.status_code == 201, first.text
-    again = record(service, acc, vid)
+    again = record(api, service, acc, vid)
     assert again.status_code == 200 and again.json()["created"] is False
     assert again.json()["decision"] == first.json()["decision"]
-    health = httpx.get(f"{service}/accounts/{acc}/health", params={"as_of": "2025-05-03T00:00:00Z"}).json()
+    health = api.get(f"{service}/accounts/{acc}/health", params={"as_of": "2025-05-03T00:00:00Z"}).json()
     assert health["counting_violations"] == [vid] and len(health["history"]) == 1
-    assert [e for e in httpx.get(f"{service}/audit", params={"entity_id": vid}).json()]
+    assert [e for e in api.get(f"{service}/audit", params={"entity_id": vid}).json()]
 
 
-def test_history_accumulates_and_an_overturned_appeal_lifts_the_penalty(service):
+def test_history_accumulates_and_an_overturned_appeal_lifts_the_penalty(api, service):
     acc = f"acc-{uuid.uuid4().hex[:8]}"
     ids = [f"v-{uuid.uuid4().hex[:8]}" for _ in range(4)]
     for i, vid in enumerate(ids):
         day = 1 + i * 5
-        res = record(service, acc, vid, occurred=f"2025-05-{day:02d}T00:00:00Z", as_of=f"2025-05-{day + 1:02d}T00:00:00Z")
+        res = record(api, service, acc, vid, occurred=f"2025-05-{day:02d}T00:00:00Z", as_of=f"2025-05-{day + 1:02d}T00:00:00Z")
         assert res.status_code == 201, res.text
     last = res.json()["decision"]
     assert {"type": "suspension", "days": 2} in last["actions"]
-    health = httpx.get(f"{service}/accounts/{acc}/health", params={"as_of": "2025-05-17T00:00:00Z"}).json()
+    health = api.get(f"{service}/accounts/{acc}/health", params={"as_of": "2025-05-17T00:00:00Z"}).json()
     assert any(p["type"] == "suspension" and p["ends_at"] for p in health["active_penalties"])
-    res = httpx.post(f"{service}/violations/{ids[-1]}/appeal",
+    res = api.post(f"{service}/violations/{ids[-1]}/appeal",
                      json={"outcome": "overturned", "actor": "admin-1", "why": "wrong account", "at": "2025-05-17T01:00:00Z"})
     assert res.status_code == 200, res.text
-    health = httpx.get(f"{service}/accounts/{acc}/health", params={"as_of": "2025-05-17T02:00:00Z"}).json()
+    health = api.get(f"{service}/accounts/{acc}/health", params={"as_of": "2025-05-17T02:00:00Z"}).json()
     assert ids[-1] not in health["counting_violations"]
     assert not any(p["violation_id"] == ids[-1] for p in health["active_penalties"])
 
 
-def test_ledger_errors_are_clear(service):
-    assert httpx.get(f"{service}/accounts/nobody-here/health").status_code == 404
-    res = httpx.post(f"{service}/violations/nope/appeal", json={"outcome": "upheld", "actor": "a", "why": "x"})
+def test_ledger_errors_are_clear(api, service):
+    assert api.get(f"{service}/accounts/nobody-here/health").status_code == 404
+    res = api.post(f"{service}/violations/nope/appeal", json={"outcome": "upheld", "actor": "a", "why": "x"})
     assert res.status_code == 404
-    res = httpx.post(f"{service}/violations", json={"violation_id": "x"})
-    assert res.status_code == 422 and any(d["field"] == "actor" for d in res.json()["detail"])
-    res = httpx.post(f"{service}/violations/nope/appeal", json={"outcome": "maybe", "actor": "a", "why": "x"})
+    res = api.post(f"{service}/violations", json={"violation_id": "x"})
+    assert res.status_code == 422 and any(d["field"] == "account" for d in res.json()["detail"])
+    res = api.post(f"{service}/violations/nope/appeal", json={"outcome": "maybe", "actor": "a", "why": "x"})
     assert res.status_code == 422

@@ -8,12 +8,15 @@ import time
 from pathlib import Path
 
 import httpx
+from conftest import client, make_keys
 
 
 def test_service_is_not_ready_without_models_and_picks_up_a_first_training(data_dir, tmp_path, launch_service):
     uri = f"sqlite:///{tmp_path / 'empty.db'}"
-    env = {"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": uri}
+    env = {"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": uri,
+           "DOCKET_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}"}
     url = launch_service(env, wait_ready=False)
+    admin = client(make_keys(env["DOCKET_DATABASE_URL"])["admin"])
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -22,7 +25,7 @@ def test_service_is_not_ready_without_models_and_picks_up_a_first_training(data_
         except httpx.HTTPError:
             time.sleep(0.5)
     assert httpx.get(f"{url}/readyz", timeout=5).status_code == 503
-    res = httpx.post(f"{url}/score", json={"reports": []}, timeout=5)
+    res = admin.post(f"{url}/score", json={"reports": []}, timeout=5)
     assert res.status_code == 503 and "not loaded" in res.json()["error"]
 
     docket = str(Path(sys.executable).parent / "docket")

@@ -7,19 +7,11 @@ import pandas as pd
 import pytest
 
 from features import settings as S
+from conftest import as_request
 from features import vocabulary as V
 
 RESPONSE_FIELDS = {"report_id", "p_valid", "severity", "severity_probabilities", "fraud_risk", "priority",
                    "reasons", "model_versions"}
-
-
-def as_request(reports: pd.DataFrame) -> list[dict]:
-    """Rows of the reports table as the JSON other systems send."""
-    out = []
-    for row in reports.to_dict("records"):
-        out.append({k: (v.isoformat() if isinstance(v, pd.Timestamp) else (None if pd.isna(v) else v))
-                    for k, v in row.items()})
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +20,18 @@ def sample(tables) -> pd.DataFrame:
     return r.iloc[np.random.default_rng(5).choice(len(r), size=25, replace=False)].reset_index(drop=True)
 
 
-def post(url: str, path: str, body) -> httpx.Response:
-    return httpx.post(f"{url}{path}", json=body, timeout=60)
+@pytest.fixture
+def post(api):
+    """POST JSON with the admin key."""
+    return lambda url, path, body: api.post(f"{url}{path}", json=body)
 
 
-def test_readyz_and_livez_answer_once_models_are_loaded(service):
-    assert httpx.get(f"{service}/livez").status_code == 200
-    assert httpx.get(f"{service}/readyz").status_code == 200
+def test_readyz_and_livez_answer_once_models_are_loaded(api, service, post):
+    assert api.get(f"{service}/livez").status_code == 200
+    assert api.get(f"{service}/readyz").status_code == 200
 
 
-def test_score_returns_one_result_per_report_in_request_order(service, sample, trained):
+def test_score_returns_one_result_per_report_in_request_order(api, service, sample, trained, post):
     res = post(service, "/score", {"reports": as_request(sample)})
     assert res.status_code == 200, res.text
     body = res.json()
@@ -54,7 +48,7 @@ def test_score_returns_one_result_per_report_in_request_order(service, sample, t
         assert all({"feature", "contribution"} <= set(x) for x in r["reasons"])
 
 
-def test_score_over_http_matches_the_batch_scorer(service, sample, tables, settings):
+def test_score_over_http_matches_the_batch_scorer(api, service, sample, tables, settings, post):
     """Online scoring (HTTP, one report at a time) equals offline batch scoring of the same rows."""
     from serving.runtime import load_runtime
 
@@ -67,7 +61,7 @@ def test_score_over_http_matches_the_batch_scorer(service, sample, tables, setti
         assert online["reasons"] == batch[i]["reasons"]
 
 
-def test_rank_orders_by_priority_with_deterministic_ties(service, sample):
+def test_rank_orders_by_priority_with_deterministic_ties(api, service, sample, post):
     body = {"reports": as_request(sample)}
     ranked = post(service, "/rank", body).json()
     keys = [(-r["priority"], r["created_at"], r["report_id"]) for r in ranked]
@@ -78,7 +72,7 @@ def test_rank_orders_by_priority_with_deterministic_ties(service, sample):
     assert [r["report_id"] for r in post(service, "/rank", shuffled).json()] == [r["report_id"] for r in ranked]
 
 
-def test_rank_breaks_equal_priorities_by_time_then_id(service, sample):
+def test_rank_breaks_equal_priorities_by_time_then_id(api, service, sample, post):
     one = as_request(sample.iloc[[0]])[0]
     twins = [dict(one, report_id="zz-b"), dict(one, report_id="zz-a")]
     ranked = post(service, "/rank", {"reports": twins}).json()
@@ -98,7 +92,7 @@ def test_rank_breaks_equal_priorities_by_time_then_id(service, sample):
         (lambda r: r.update(channel=None), "reports[0].channel", "must not be null"),
     ],
 )
-def test_bad_fields_get_422_naming_the_field(service, sample, change, field, words):
+def test_bad_fields_get_422_naming_the_field(api, service, sample, change, field, words, post):
     report = as_request(sample.iloc[[0]])[0]
     change(report)
     res = post(service, "/score", {"reports": [report]})
@@ -106,7 +100,7 @@ def test_bad_fields_get_422_naming_the_field(service, sample, change, field, wor
     assert field in res.text and words in res.text
 
 
-def test_empty_and_oversized_batches_are_rejected(service, sample):
+def test_empty_and_oversized_batches_are_rejected(api, service, sample, post):
     assert post(service, "/score", {"reports": []}).status_code == 422
     one = as_request(sample.iloc[[0]])[0]
     big = [dict(one, report_id=f"b{i}") for i in range(S.Settings.from_env({}).max_batch + 1)]
@@ -115,12 +109,12 @@ def test_empty_and_oversized_batches_are_rejected(service, sample):
 
 
 @pytest.mark.parametrize("body", [{}, {"reports": "x"}, {"reports": [1]}, [1, 2]])
-def test_malformed_bodies_are_4xx_not_500(service, body):
+def test_malformed_bodies_are_4xx_not_500(api, service, body, post):
     res = post(service, "/score", body)
     assert 400 <= res.status_code < 500, res.text
 
 
-def test_duplicate_ids_in_one_batch_are_rejected(service, sample):
+def test_duplicate_ids_in_one_batch_are_rejected(api, service, sample, post):
     one = as_request(sample.iloc[[0]])[0]
     res = post(service, "/score", {"reports": [one, one]})
     assert res.status_code == 422 and "duplicate" in res.text

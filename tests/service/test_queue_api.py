@@ -1,0 +1,208 @@
+"""The triage queue over HTTP against the running service: intake, ranking, claims, cases, alerts, auth."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from conftest import as_request, client
+
+
+def fresh(reports: pd.DataFrame, tag: str | None = None) -> list[dict]:
+    """The rows as a request, with new report ids so every test starts from new reports."""
+    tag = tag or uuid.uuid4().hex[:6]
+    return [dict(r, report_id=f"{tag}-{r['report_id']}") for r in as_request(reports)]
+
+
+@pytest.fixture(scope="module")
+def recent(tables) -> pd.DataFrame:
+    """Ordinary reports from the last weeks of the simulated period."""
+    r = tables["reports"]
+    return r[r["created_at"] > r["created_at"].max() - pd.Timedelta(days=20)].reset_index(drop=True)
+
+
+def test_intake_is_idempotent_under_retries(api, service, recent):
+    batch = fresh(recent.head(12))
+    first = api.post(f"{service}/reports", json={"reports": batch})
+    assert first.status_code == 200, first.text
+    assert sorted(first.json()["accepted"]) == sorted(r["report_id"] for r in batch)
+    for _ in range(2):
+        again = api.post(f"{service}/reports", json={"reports": batch}).json()
+        assert again["accepted"] == [] and sorted(again["already_known"]) == sorted(r["report_id"] for r in batch)
+    more = fresh(recent.iloc[12:15])
+    mixed = api.post(f"{service}/reports", json={"reports": batch[:3] + more}).json()
+    assert sorted(mixed["accepted"]) == sorted(r["report_id"] for r in more)
+    assert sorted(mixed["already_known"]) == sorted(r["report_id"] for r in batch[:3])
+    queued = Counter(c["case_id"] for c in api.get(f"{service}/queue", params={"limit": 1000}).json())
+    assert all(queued[f"case-{r['report_id']}"] == 1 for r in batch + more)
+
+
+def test_intake_rejects_bad_reports_per_field(api, service, recent):
+    bad = fresh(recent.head(2))
+    bad[1]["category"] = "nonsense"
+    res = api.post(f"{service}/reports", json={"reports": bad})
+    assert res.status_code == 422 and res.json()["detail"][0]["field"] == "reports[1].category"
+    future = fresh(recent.head(1))
+    future[0]["created_at"] = "2999-01-01T00:00:00+00:00"
+    assert api.post(f"{service}/reports", json={"reports": future}).status_code == 422
+
+
+def test_queue_orders_by_priority_and_shows_deadlines(api, service, recent):
+    api.post(f"{service}/reports", json={"reports": fresh(recent.head(40))})
+    items = api.get(f"{service}/queue", params={"limit": 200}).json()
+    assert items
+    for item in items:
+        assert {"case_id", "priority", "deadline", "seconds_left", "reasons", "p_valid", "severity",
+                "fraud_risk"} <= set(item)
+    ordinary = [i for i in items if i["kind"] == "report"]
+    keys = [(-i["priority"], i["deadline"]) for i in ordinary]
+    assert keys == sorted(keys)
+    fam = api.get(f"{service}/queue", params={"family": "logistics", "limit": 200}).json()
+    assert fam and all(i["family"] == "logistics" for i in fam)
+    assert api.get(f"{service}/queue", params={"family": "weird"}).status_code == 422
+
+
+def test_concurrent_claims_never_hand_out_a_case_twice(service, keys, recent):
+    api = client(keys["admin"])
+    api.post(f"{service}/reports", json={"reports": fresh(recent.iloc[40:100])})
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def investigator() -> None:
+        me = client(keys["investigator"])
+        for _ in range(6):
+            case = me.post(f"{service}/queue/claim").json()["case"]
+            if case:
+                with lock:
+                    claimed.append(case["case_id"])
+
+    threads = [threading.Thread(target=investigator) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(claimed) >= 40
+    assert len(claimed) == len(set(claimed))
+
+
+def test_a_claimed_case_is_resolved_into_the_ledger_and_reporters_are_notified(service, keys, recent, tmp_path):
+    inv = client(keys["investigator"])
+    buyer_reports = recent[recent["reporter_id"].notna()].iloc[200:203]
+    client(keys["intake"]).post(f"{service}/reports", json={"reports": fresh(buyer_reports)})
+    case = inv.post(f"{service}/queue/claim").json()["case"]
+    detail = inv.get(f"{service}/cases/{case['case_id']}").json()
+    assert detail["reports"] and detail["proposed_penalty"]["actions"] is not None
+    assert detail["subject"]["account_health"] in ("excellent", "good", "fair", "poor", "very_poor")
+    other = client(keys["admin"]).post(f"{service}/cases/{case['case_id']}/resolve",
+                                       json={"valid": True, "severity": "medium"})
+    assert other.status_code == 409  # held by someone else
+    res = inv.post(f"{service}/cases/{case['case_id']}/resolve",
+                   json={"valid": True, "severity": "medium", "fraud_confirmed": False, "notes": "seen in replay"})
+    assert res.status_code == 200, res.text
+    assert res.json()["violation"]["actions"]
+    health = inv.get(f"{service}/accounts/{case['subject_id']}/health").json()
+    # recorded (the simulated report is from 2025, so by now it is past the 180-day window and no longer counts)
+    assert any(v["violation_id"] == f"v-{case['case_id']}" for v in health["history"])
+    assert inv.get(f"{service}/cases/{case['case_id']}").json()["case"]["status"] == "resolved"
+
+
+def test_export_labels_writes_the_outcomes_table(service, keys, store_url, tmp_path):
+    from features.io import load_tables
+
+    docket = str(Path(sys.executable).parent / "docket")
+    done = subprocess.run([docket, "export-labels", "--out", str(tmp_path / "labels")],
+                          env={"DOCKET_DATABASE_URL": store_url, "PATH": "/usr/bin:/bin"}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    labels = load_tables(tmp_path / "labels", require=["outcomes", "reports"])
+    assert len(labels["outcomes"]) >= 1 and set(labels["outcomes"]["report_id"]) <= set(labels["reports"]["report_id"])
+
+
+def _burst(tables, scenario: str) -> pd.DataFrame:
+    """The densest hour of one simulator scenario's reports about one subject."""
+    truth = tables["truth_reports"]
+    r = tables["reports"].merge(truth[["report_id", "scenario"]], on="report_id")
+    r = r[r["scenario"] == scenario].drop(columns="scenario")
+    best = None
+    for _, group in r.groupby("subject_id"):
+        t = group.sort_values(["created_at", "report_id"])
+        times = t["created_at"].reset_index(drop=True)
+        end = times.searchsorted(times + pd.Timedelta(hours=1))
+        k = int((end - range(len(times))).argmax())
+        if best is None or end[k] - k > len(best):
+            best = t.iloc[k:end[k]]
+    return best.reset_index(drop=True)
+
+
+@pytest.mark.parametrize("scenario, verdict", [("spike", "incident"), ("brigading", "brigading")])
+def test_a_report_spike_opens_one_alert_case_that_jumps_the_queue(api, service, tables, scenario, verdict):
+    burst = _burst(tables, scenario)
+    assert len(burst) >= 20
+    res = api.post(f"{service}/reports", json={"reports": fresh(burst)}).json()
+    assert res["alerts"], res
+    alerts = {a["case_id"]: a for a in api.get(f"{service}/alerts").json()}
+    alert = alerts[res["alerts"][0]]
+    assert alert["verdict"] == verdict, alert["reasons"]
+    assert alert["count"] >= 20 and alert["distinct_reporters"] >= 10 and alert["reasons"]
+    top = api.get(f"{service}/queue", params={"limit": 5}).json()
+    assert top[0]["kind"] == "spike"
+    case = api.get(f"{service}/cases/{alert['case_id']}").json()
+    assert len(case["reports"]) == alert["count"]
+    assert case["proposed_penalty"]["stage"] == "under_investigation"
+
+
+ENDPOINTS = [
+    ("POST", "/score", {"reports": []}, {"intake", "investigator", "admin"}),
+    ("POST", "/rank", {"reports": []}, {"intake", "investigator", "admin"}),
+    ("POST", "/penalty", {}, {"intake", "investigator", "admin"}),
+    ("POST", "/reports", {"reports": []}, {"intake", "admin"}),
+    ("GET", "/queue", None, {"investigator", "admin"}),
+    ("POST", "/queue/claim", None, {"investigator", "admin"}),
+    ("GET", "/cases/none", None, {"investigator", "admin"}),
+    ("POST", "/cases/none/resolve", {}, {"investigator", "admin"}),
+    ("GET", "/alerts", None, {"investigator", "admin"}),
+    ("POST", "/violations", {}, {"investigator", "admin"}),
+    ("GET", "/accounts/none/health", None, {"investigator", "admin"}),
+    ("POST", "/violations/none/appeal", {}, {"admin"}),
+    ("POST", "/violations/none/remedial", {}, {"admin"}),
+    ("GET", "/audit", None, {"admin"}),
+    ("POST", "/keys", {"role": "nobody"}, {"admin"}),
+]
+
+
+@pytest.mark.parametrize("method, path, body, allowed", ENDPOINTS, ids=[f"{m} {p}" for m, p, _, _ in ENDPOINTS])
+def test_every_endpoint_checks_key_and_role(service, keys, method, path, body, allowed):
+    def call(key: str | None) -> httpx.Response:
+        return client(key).request(method, f"{service}{path}", json=body)
+
+    for key in (None, "dk_bad_key", "dk_" + keys["admin"][3:-2] + "xx", "not a key"):
+        res = call(key)
+        assert res.status_code == 401, (key, res.text)
+        assert "admin" not in res.text and "investigator" not in res.text
+    for role, key in keys.items():
+        status = call(key).status_code
+        if role in allowed:
+            assert status not in (401, 403), (role, status)
+        else:
+            assert status == 403, (role, status)
+
+
+def test_open_endpoints_need_no_key(service):
+    for path in ("/livez", "/readyz", "/metrics"):
+        assert httpx.get(f"{service}{path}").status_code == 200
+
+
+def test_admin_creates_keys_and_every_state_change_is_audited(service, keys):
+    admin = client(keys["admin"])
+    res = admin.post(f"{service}/keys", json={"role": "intake"})
+    assert res.status_code == 201
+    new = res.json()["key"]
+    assert client(new).post(f"{service}/reports", json={"reports": []}).status_code == 422  # authorised, empty batch
+    actions = Counter(e["action"] for e in admin.get(f"{service}/audit").json())
+    assert {"intake", "claim", "resolve", "key_created"} <= set(actions)
