@@ -234,7 +234,7 @@ def monitor(
         from features.build import History
         from features.io import load_tables
         from serving.ledger import Ledger
-        from serving.monitors import MonitorConfig, fulfillment_reports, transaction_reports
+        from serving.monitors import MonitorConfig, run_monitors
         from serving.penalty import load_policy
         from serving.queue import Queue
         from serving.queue_policy import load_queue_policy
@@ -250,16 +250,13 @@ def monitor(
             advance("index")
             scorer = load_scorer(settings)
             advance("models")
-            when = pd.Timestamp(as_of).tz_convert("UTC") if as_of else tables["orders"]["created_at"].max()
+            stamp = pd.Timestamp(as_of) if as_of else tables["orders"]["created_at"].max()
+            when = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
             when = when.to_pydatetime()
-            found = transaction_reports(tables["orders"], history, scorer.fraud.bundle.order, when, config)
-            advance("transactions")
-            found += fulfillment_reports(tables["orders"], history, when, config)
-            advance("fulfilment")
+            found = run_monitors(tables, history, scorer, when, config, advance)
             engine = _store()
             triage = Triage(Queue(engine, qp, Ledger(engine, load_policy())), qp, max(len(found), 1))
-            result = triage.intake(found, history, scorer, actor="cli:monitor", now=_now()) if found else \
-                {"accepted": [], "already_known": []}
+            result = triage.intake(found, history, scorer, actor="cli:monitor", now=_now())
             advance("intake")
         kinds = {t: sum(r["reporter_type"] == t for r in found) for t in ("automated_detection", "rules_engine")}
         err.print(f"{kinds['automated_detection']} transaction and {kinds['rules_engine']} fulfilment cases found; "

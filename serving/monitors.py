@@ -321,3 +321,13 @@ def _fulfillment_report(seller: str, ts: pd.Timestamp, days: int, evidence: dict
                      description)
     report[EVIDENCE_KEY] = evidence
     return report
+
+
+def run_monitors(tables: dict, history, scorer, as_of: datetime, config: MonitorConfig,
+                 on_step=lambda step: None) -> list[dict]:
+    """Both monitors over a data set: the report records to feed to intake."""
+    found = transaction_reports(tables["orders"], history, scorer.fraud.bundle.order, as_of, config)
+    on_step("transactions")
+    found += fulfillment_reports(tables["orders"], history, as_of, config)
+    on_step("fulfilment")
+    return found

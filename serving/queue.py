@@ -244,16 +244,22 @@ class Queue:
             "reports": [{**{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()},
                          "score": _score_view(scores[r["report_id"]])} for r in reports],
             "subject": health,
-            "proposed_penalty": self._proposal(row, lead, role, now),
+            "proposed_penalty": self._proposal(row, lead, role, now, alert["detail"].get("verdict") if alert else None),
         }
 
-    def _proposal(self, case: dict, lead, role: str, now: datetime) -> dict:
-        """The mapper's decision if the case is confirmed at the lead report's predicted severity."""
+    def _proposal(self, case: dict, lead, role: str, now: datetime, verdict: str | None) -> dict:
+        """The mapper's decision for the case: if confirmed at the lead report's predicted severity, or,
+        for a spike, while it is investigated. A real incident is treated as at least high severity, so
+        the subject is put on hold; a brigade's target is not held on the brigade's word."""
         severity = lead["severity"] or "medium"
-        stage = "under_investigation" if case["kind"] == "spike" else "confirmed"
+        stage = "confirmed"
+        if case["kind"] == "spike":
+            stage = "under_investigation"
+            if verdict == "incident":
+                severity = max(severity, "high", key=V.SEVERITIES.index)
         violation = Violation(case["family"], case["category"], severity, min(case["opened_at"], now), stage)
         decision = self.ledger.propose(Account(case["subject_id"], role), violation, now)
-        return {"if_confirmed_with_severity": severity, "stage": stage, **decision.to_dict()}
+        return {"severity": severity, "stage": stage, "spike_verdict": verdict, **decision.to_dict()}
 
     def subject_of(self, case_id: str) -> str:
         with reading(self.engine) as conn:

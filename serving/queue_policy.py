@@ -33,6 +33,7 @@ class QueuePolicy:
     record_cap: int
     spikes: dict
     monitors: dict
+    monitor_every_minutes: float
 
 
 def parse_queue_policy(text: str) -> QueuePolicy:
@@ -42,6 +43,8 @@ def parse_queue_policy(text: str) -> QueuePolicy:
     if missing or any(h <= 0 for h in goals.values()):
         raise PolicyError(f"response_time_goals_hours: every category needs a positive goal (missing: {missing})")
     rp, q = raw["rules_priority"], raw["queue"]
+    monitors = dict(raw.get("monitors") or {})
+    every = float(monitors.pop("schedule_minutes", 0))
     return QueuePolicy(
         goals_hours=goals,
         aging_points_per_goal=float(q["aging_points_per_goal"]),
@@ -53,7 +56,8 @@ def parse_queue_policy(text: str) -> QueuePolicy:
         record_step=float(rp["record_step"]),
         record_cap=int(rp["record_cap"]),
         spikes=dict(raw.get("spikes") or {}),
-        monitors=dict(raw.get("monitors") or {}),
+        monitors=monitors,
+        monitor_every_minutes=every,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ with bentoml.importing():
     from serving.auth import AuthMiddleware, Keys
     from serving.ledger import Ledger
     from serving.ledger_routes import app as http_app
+    from serving.monitors import MonitorConfig, run_monitors
     from serving.penalty_request import parse_penalty_request
     from serving.queue import Queue
     from serving.queue_policy import load_queue_policy
@@ -56,7 +58,6 @@ class Docket:
         self.runtime: Runtime | None = None
         self.load_error: str | None = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()
         threading.Thread(target=self._load, name="docket-load", daemon=True).start()
         threading.Thread(target=self._sweep, name="docket-sweep", daemon=True).start()
 
@@ -75,17 +76,30 @@ class Docket:
                 self._stop.wait(RETRY_SECONDS)
 
     def _sweep(self) -> None:
-        """Rescore reports the rules scored while the models were away."""
+        """Rescore reports the rules scored while the models were away; run the monitors on schedule."""
+        every = self.triage.qp.monitor_every_minutes * 60
+        last_monitor = 0.0
         while not self._stop.wait(self.triage.qp.sweep_seconds):
             if self.runtime is None:
                 continue
             try:
-                with self._lock:
-                    n = self.triage.rescore_pending(self.runtime.history, self.runtime.scorer, datetime.now(UTC))
+                n = self.triage.rescore_pending(self.runtime.history, self.runtime.scorer, datetime.now(UTC))
                 if n:
                     log.info("rescored %d reports with the models", n)
+                if every and time.monotonic() - last_monitor >= every:
+                    last_monitor = time.monotonic()
+                    self._monitor()
             except Exception:
-                log.exception("rescoring sweep failed")
+                log.exception("sweep failed")
+
+    def _monitor(self) -> None:
+        """Transaction monitoring and fulfilment rules over the data source, fed through intake."""
+        qp = self.triage.qp
+        config = MonitorConfig.from_dict(qp.monitors)
+        now = datetime.now(UTC)
+        found = run_monitors(load_tables(self.settings.data_dir), self.runtime.history, self.runtime.scorer, now, config)
+        result = self.triage.intake(found, self.runtime.history, self.runtime.scorer, actor="system:monitor", now=now)
+        log.info("monitors: %d cases found, %d new", len(found), len(result["accepted"]))
 
     @bentoml.on_shutdown
     def _shutdown(self) -> None:

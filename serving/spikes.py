@@ -50,6 +50,7 @@ US_PER_MINUTE = 60_000_000
 US_PER_HOUR = 60 * US_PER_MINUTE
 NAT = np.iinfo(np.int64).min
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+PREFIX_REPORTS = 2  # distinct reporters are first counted among this many times min_reports of a window's reports
 PAIRS_PER_CHUNK = 1 << 22  # (window, report) pairs expanded at once when counting distinct reporters
 
 
@@ -120,8 +121,8 @@ def detect_spikes(reports: pd.DataFrame, config: SpikeConfig, now: datetime | No
     if missing:
         raise ValueError(f"reports lack column(s): {', '.join(missing)}")
     t = _micros(reports["created_at"], "created_at")
-    if (t == NAT).any():
-        raise ValueError("reports.created_at has missing values")
+    if (t == NAT).any() or reports["subject_id"].isna().any():
+        raise ValueError("reports.created_at and reports.subject_id must not have missing values")
     keep = np.ones(len(t), bool) if now is None else t < _micros(pd.Series([now]), "now")[0]
     codes = {name: pd.factorize(reports[name]) for name in ("subject_id", "show_id", "category")}
     reporter = pd.factorize(reports["reporter_id"])[0]
@@ -258,13 +259,19 @@ def _bursts(group: np.ndarray, t: np.ndarray, reporter: np.ndarray, window: int,
     starts = np.arange(len(order))
     busy = ends - starts >= config.min_reports
     starts, ends = starts[busy], ends[busy]
-    distinct = _distinct_in_windows(_previous_same_reporter(g, reporter[order]), starts, ends)
+    prev = _previous_same_reporter(g, reporter[order])
+    # Enough distinct reporters among a window's first reports settles it; only the rest are counted in full,
+    # so a subject reported every few seconds costs a few dozen steps per window, not thousands.
+    head = np.minimum(ends, starts + PREFIX_REPORTS * config.min_reports)
+    distinct = _distinct_in_windows(prev, starts, head)
+    unsure = (distinct < config.min_distinct_reporters) & (head < ends)
+    distinct[unsure] = _distinct_in_windows(prev, starts[unsure], ends[unsure])
     ok = distinct >= config.min_distinct_reporters
     starts, ends = starts[ok], ends[ok]
     # Qualifying windows are sorted by start and their ends never decrease within a group, so a window
     # opens a new burst exactly when it shares no report with the one before.
     new = np.ones(len(starts), bool)
-    new[1:] = starts[1:] > ends[:-1]
+    new[1:] = starts[1:] >= ends[:-1]
     first = np.flatnonzero(new)
     last = np.append(first[1:] - 1, len(starts) - 1)[: len(first)]
     return [order[a:b] for a, b in zip(starts[first], ends[last])]
@@ -316,7 +323,8 @@ def _reporter_facts(bursts: list[np.ndarray], reports: pd.DataFrame, reporter: n
     return [_Facts(*(int(x) for x in c)) for c in counts]
 
 
-def _connected(label: np.ndarray, created: np.ndarray, n: np.ndarray, config: SpikeConfig) -> tuple[np.ndarray, np.ndarray]:
+def _connected(label: np.ndarray, created: np.ndarray, n: np.ndarray,
+               config: SpikeConfig) -> tuple[np.ndarray, np.ndarray]:
     """Reporters created within connected_hours of enough other reporters of the same burst.
 
     Returns (flag per reporter, others needed per burst). Unknown creation
@@ -326,7 +334,7 @@ def _connected(label: np.ndarray, created: np.ndarray, n: np.ndarray, config: Sp
     known = created != NAT
     flag = np.zeros(len(label), bool)
     lab, c = label[known], created[known]
-    order = np.lexsort((c, lab))
+    order = _sort_order(lab, c)
     lab, c = lab[order], c[order]
     reach = int(round(config.connected_hours * US_PER_HOUR))
     within = (_count_before(lab, c, lab, c + reach, inclusive=True)

@@ -24,6 +24,7 @@ from training.scoring import Scorer
 
 log = logging.getLogger("docket.triage")
 FUTURE_SLACK = timedelta(minutes=5)
+BURST_LOOKBACK = timedelta(days=1)
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Triage:
 
     def intake(self, payload: Any, history: History, scorer: Scorer | None, *, actor: str, now: datetime) -> dict:
         """Validate, score (models or rules), store, then look for spikes among the subjects just reported."""
+        if isinstance(payload, list) and not payload and actor.startswith("system:"):
+            return {"accepted": [], "already_known": [], "scored_by": None, "alerts": []}
         payload, evidence = _split_evidence(payload)
         reports = parse_reports(payload, history, self.max_batch)
         future = (reports["created_at"] > pd.Timestamp(now + FUTURE_SLACK)).to_numpy().nonzero()[0]
@@ -72,8 +75,10 @@ class Triage:
     def detect_spikes(self, subjects: list[str], since: pd.Timestamp, history: History, now: datetime) -> list[str]:
         """Open (or grow) alert cases for spikes among stored reports about these subjects."""
         config = SpikeConfig.from_dict(self.qp.spikes)
-        window = timedelta(minutes=config.window_minutes)
-        recent = self.queue.recent_reports(subjects, (since - window).to_pydatetime())
+        # Look back well past one window, so a burst that began in an earlier batch keeps its start
+        # (and so its alert key) instead of opening a second alert.
+        lookback = max(timedelta(minutes=config.window_minutes), BURST_LOOKBACK)
+        recent = self.queue.recent_reports(subjects, (since - lookback).to_pydatetime())
         if len(recent) < config.min_reports:
             return []
         X = report_features(recent, history)

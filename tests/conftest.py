@@ -82,14 +82,13 @@ def start_service(env_overrides: dict[str, str], log_path: Path, timeout: float 
         cwd=Path(__file__).resolve().parents[1], env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    if not wait_ready:
-        return proc, url
+    probe = "/readyz" if wait_ready else "/livez"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"service exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{probe}", timeout=2).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
             pass

@@ -154,7 +154,10 @@ def test_a_report_spike_opens_one_alert_case_that_jumps_the_queue(api, service, 
     assert top[0]["kind"] == "spike"
     case = api.get(f"{service}/cases/{alert['case_id']}").json()
     assert len(case["reports"]) == alert["count"]
-    assert case["proposed_penalty"]["stage"] == "under_investigation"
+    proposal = case["proposed_penalty"]
+    assert proposal["stage"] == "under_investigation" and proposal["spike_verdict"] == verdict
+    held = {"type": "investigation_hold"} in proposal["actions"]
+    assert held == (verdict == "incident")  # an incident's subject is held; a brigade's target is not
 
 
 ENDPOINTS = [
@@ -206,3 +209,25 @@ def test_admin_creates_keys_and_every_state_change_is_audited(service, keys):
     assert client(new).post(f"{service}/reports", json={"reports": []}).status_code == 422  # authorised, empty batch
     actions = Counter(e["action"] for e in admin.get(f"{service}/audit").json())
     assert {"intake", "claim", "resolve", "key_created"} <= set(actions)
+
+
+def test_docket_monitor_feeds_transaction_and_fulfilment_cases_into_the_queue(service, keys, store_url, settings,
+                                                                               data_dir):
+    docket = str(Path(sys.executable).parent / "docket")
+    env = {**__import__("os").environ, "DOCKET_DATABASE_URL": store_url,
+           "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri, "DOCKET_DATA_DIR": str(data_dir)}
+    done = subprocess.run([docket, "monitor", "--as-of", "2025-12-02"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    again = subprocess.run([docket, "monitor", "--as-of", "2025-12-02"], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert "0 new in the queue" in again.stderr  # idempotent: the same cases are already queued
+    inv = client(keys["investigator"])
+    queued = inv.get(f"{service}/queue", params={"limit": 1000}).json()
+    tm = [c for c in queued if c["case_id"].startswith("case-tm-")]
+    fr = [c for c in queued if c["case_id"].startswith("case-fr-")]
+    assert tm and fr
+    case = inv.get(f"{service}/cases/{fr[0]['case_id']}").json()
+    report = case["reports"][0]
+    assert report["reporter_type"] == "rules_engine" and report["evidence"]["orders"]
+    assert inv.get(f"{service}/cases/{tm[0]['case_id']}").json()["reports"][0]["reporter_type"] == "automated_detection"
