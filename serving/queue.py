@@ -257,6 +257,8 @@ class Queue:
             stage = "under_investigation"
             if verdict == "incident":
                 severity = max(severity, "high", key=V.SEVERITIES.index)
+            elif verdict == "brigading":
+                severity = min(severity, "medium", key=V.SEVERITIES.index)
         violation = Violation(case["family"], case["category"], severity, min(case["opened_at"], now), stage)
         decision = self.ledger.propose(Account(case["subject_id"], role), violation, now)
         return {"severity": severity, "stage": stage, "spike_verdict": verdict, **decision.to_dict()}

@@ -106,6 +106,8 @@ def test_a_claimed_case_is_resolved_into_the_ledger_and_reporters_are_notified(s
                    json={"valid": True, "severity": "medium", "fraud_confirmed": False, "notes": "seen in replay"})
     assert res.status_code == 200, res.text
     assert res.json()["violation"]["actions"]
+    reporters = sorted({r["reporter_id"] for r in detail["reports"] if r["reporter_id"]})
+    assert res.json()["notified"] == reporters  # every reporter of the case is told it closed
     health = inv.get(f"{service}/accounts/{case['subject_id']}/health").json()
     # recorded (the simulated report is from 2025, so by now it is past the 180-day window and no longer counts)
     assert any(v["violation_id"] == f"v-{case['case_id']}" for v in health["history"])

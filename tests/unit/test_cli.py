@@ -41,3 +41,26 @@ def test_missing_data_folder_is_one_readable_line(tmp_path):
 def test_bad_option_value_is_rejected_by_the_cli(tmp_path):
     res = run("simulate", "--reports", "ten", "--out", str(tmp_path))
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_keys_create_prints_only_the_key_and_stores_only_its_hash(tmp_path):
+    import os
+
+    from sqlalchemy import select
+
+    from serving import tables as T
+    from serving.store import make_engine
+
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    res = subprocess.run([DOCKET, "keys", "create", "--role", "investigator"], capture_output=True, text=True,
+                         env={**os.environ, "DOCKET_DATABASE_URL": url}, timeout=120)
+    assert res.returncode == 0, res.stderr
+    key = res.stdout.strip()
+    assert res.stdout == key + "\n" and key.startswith("dk_")
+    with make_engine(url).connect() as conn:
+        stored = conn.execute(select(T.api_keys.c.key_hash, T.api_keys.c.role)).all()
+    assert len(stored) == 1 and stored[0][1] == "investigator"
+    assert key.split("_", 2)[2] not in stored[0][0]
+    bad = subprocess.run([DOCKET, "keys", "create", "--role", "boss"], capture_output=True, text=True,
+                         env={**os.environ, "DOCKET_DATABASE_URL": url}, timeout=120)
+    assert bad.returncode == 2 and "unknown role 'boss'" in bad.stderr and "Traceback" not in bad.stderr
