@@ -29,7 +29,8 @@ unknown fields. Transaction reports carry no extra key.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ import pandas as pd
 
 from features.build import History, order_features
 from features.history import DAY, NAT, seconds
+from serving.config import from_mapping
 
 if TYPE_CHECKING:
     from training.models import BinaryModel
@@ -81,14 +83,9 @@ class MonitorConfig:
                 raise ValueError(f"monitor config {name} must be an integer >= {low}, got {value!r}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MonitorConfig":
-        """A config from plain data (e.g. a YAML block); missing keys keep their defaults."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown monitor config key(s): {', '.join(unknown)} (allowed: {', '.join(sorted(known))})")
-        return cls(**d)
+    def from_dict(cls, d: Mapping) -> "MonitorConfig":
+        """A config from the policy file's section; unknown keys are an error, missing ones keep defaults."""
+        return from_mapping(cls, d, "monitor config")
 
     def rate_threshold(self, rule: str) -> float:
         return {"late": self.late_rate, "cancel": self.cancel_rate, "refund": self.refund_rate}[rule]

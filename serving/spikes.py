@@ -34,11 +34,12 @@ the reasons state both figures either way.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
+from serving.config import from_mapping
 
 REQUIRED_COLUMNS = (
     "report_id", "created_at", "subject_id", "show_id", "reporter_id", "reporter_type", "category",
@@ -80,12 +81,8 @@ class SpikeConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "SpikeConfig":
-        """A config from a mapping (e.g. the policy file's `spikes` section); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"spike config: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
-        return cls(**dict(d))
+        """A config from the policy file's section; unknown keys are an error, missing ones keep defaults."""
+        return from_mapping(cls, d, "spike config")
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,22 @@ def as_request(reports: pd.DataFrame) -> list[dict]:
     return out
 
 
+ORDER_TIMES = ["shipped_at", "delivered_at", "cancelled_at", "refunded_at", "fraud_known_at"]
+
+
+def known_at(tables: dict, t: pd.Timestamp) -> dict:
+    """The data as it stood at t: later rows dropped, later timestamps on earlier rows erased."""
+    out = dict(tables)
+    out["reports"] = tables["reports"][tables["reports"]["created_at"] <= t]
+    out["outcomes"] = tables["outcomes"][tables["outcomes"]["resolved_at"] <= t]
+    out["enforcements"] = tables["enforcements"][tables["enforcements"]["decided_at"] <= t]
+    orders = tables["orders"][tables["orders"]["created_at"] <= t].copy()
+    for col in ORDER_TIMES:
+        orders.loc[orders[col] > t, col] = pd.NaT
+    out["orders"] = orders
+    return out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import ORDER_TIMES, known_at
+
 from features.build import FEATURES, ORDER_FEATURES, REPORT_FEATURES, History, order_features, report_features
 
-ORDER_TIMES = ["shipped_at", "delivered_at", "cancelled_at", "refunded_at", "fraud_known_at"]
 
 
 @pytest.fixture(scope="module")
@@ -22,19 +23,6 @@ def before_cutoff(tables, cutoff):
     day = pd.Timedelta(days=1)
     return (r[(r["created_at"] <= cutoff) & (r["created_at"] > cutoff - day)].reset_index(drop=True),
             o[(o["created_at"] <= cutoff) & (o["created_at"] > cutoff - day)].reset_index(drop=True))
-
-
-def _delete_after(tables: dict, t: pd.Timestamp) -> dict:
-    """Every event after t removed: later rows dropped, later timestamps on earlier rows erased."""
-    out = dict(tables)
-    out["reports"] = tables["reports"][tables["reports"]["created_at"] <= t]
-    out["outcomes"] = tables["outcomes"][tables["outcomes"]["resolved_at"] <= t]
-    out["enforcements"] = tables["enforcements"][tables["enforcements"]["decided_at"] <= t]
-    orders = tables["orders"][tables["orders"]["created_at"] <= t].copy()
-    for col in ORDER_TIMES:
-        orders.loc[orders[col] > t, col] = pd.NaT
-    out["orders"] = orders
-    return out
 
 
 def _change_after(tables: dict, t: pd.Timestamp, rng: np.random.Generator) -> dict:
@@ -63,7 +51,7 @@ def test_features_ignore_every_event_after_the_report_time(tables, cutoff, befor
     reports, orders = before_cutoff
     assert len(reports) > 20 and len(orders) > 20
     full = History.from_tables(tables)
-    mutated_tables = _delete_after(tables, cutoff) if mutate == "delete" else _change_after(
+    mutated_tables = known_at(tables, cutoff) if mutate == "delete" else _change_after(
         tables, cutoff, np.random.default_rng(0))
     mutated = History.from_tables(mutated_tables)
     pd.testing.assert_frame_equal(report_features(reports, full), report_features(reports, mutated))

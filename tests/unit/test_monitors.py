@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import known_at
+
 from features import settings as S
 from features.build import ORDER_FEATURES, History, fulfillment_block
 from features.contract import REPORTS
@@ -23,7 +25,7 @@ from training import registry
 
 AS_OF = pd.Timestamp("2025-03-31T00:00:00Z")
 ONLY_LATE = MonitorConfig(cancel_rate=1.0, refund_rate=1.0)
-ORDER_TIMES = ["shipped_at", "delivered_at", "cancelled_at", "refunded_at", "fraud_known_at"]
+
 
 
 def day(d: float) -> pd.Timestamp:
@@ -282,19 +284,6 @@ def test_transaction_report_id_is_stable_across_runs_that_see_the_same_order():
 # Both monitors on the simulated marketplace, with the real trained model
 
 
-def _known_at(tables: dict, t: pd.Timestamp) -> dict:
-    """The data as it stood at t: later rows dropped, later timestamps on earlier rows erased."""
-    out = dict(tables)
-    out["reports"] = tables["reports"][tables["reports"]["created_at"] <= t]
-    out["outcomes"] = tables["outcomes"][tables["outcomes"]["resolved_at"] <= t]
-    out["enforcements"] = tables["enforcements"][tables["enforcements"]["decided_at"] <= t]
-    orders = tables["orders"][tables["orders"]["created_at"] <= t].copy()
-    for col in ORDER_TIMES:
-        orders.loc[orders[col] > t, col] = pd.NaT
-    out["orders"] = orders
-    return out
-
-
 @pytest.fixture(scope="module")
 def sim(tables):
     """The simulation, its history, and a monitor time 30 days before its last order (labels mostly in)."""
@@ -331,7 +320,7 @@ def test_fulfillment_rates_are_the_seller_rates_the_models_see(sim):
 
 def test_fulfillment_reports_use_only_what_was_known_at_as_of(sim):
     tables, h, as_of = sim
-    past = _known_at(tables, as_of)
+    past = known_at(tables, as_of)
     now = fulfillment_reports(tables["orders"], h, as_of, MonitorConfig())
     assert now, "the default rules should fire on the simulation"
     assert fulfillment_reports(past["orders"], History.from_tables(past), as_of, MonitorConfig()) == now
@@ -339,7 +328,7 @@ def test_fulfillment_reports_use_only_what_was_known_at_as_of(sim):
 
 def test_transaction_reports_use_only_what_was_known_at_as_of(sim, order_model):
     tables, h, as_of = sim
-    past = _known_at(tables, as_of)
+    past = known_at(tables, as_of)
     now = transaction_reports(tables["orders"], h, order_model, as_of, MonitorConfig())
     assert now
     assert transaction_reports(past["orders"], History.from_tables(past), order_model, as_of, MonitorConfig()) == now
