@@ -9,12 +9,12 @@ change writes an audit event in the same transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, String, and_, func, insert, or_, select, type_coerce, update
 
 from features import vocabulary as V
 from serving import tables as T
@@ -143,41 +143,49 @@ class Queue:
 
     # -- ranking ------------------------------------------------------------------------------
 
-    def _open_cases(self, conn, now: datetime, family: str | None = None, category: str | None = None) -> pd.DataFrame:
+    def ranked(self, now: datetime, family: str | None = None, category: str | None = None) -> pd.DataFrame:
+        """Open cases (and claims past their time-out) in rank order: case_id, tier, effective_priority.
+
+        Only the five columns ranking needs are fetched, as raw driver values converted
+        in one vectorised step: row-by-row type processing made 100k cases take 1.5 s.
+        """
         c = T.cases.c
-        q = select(c.case_id, c.kind, c.tier, c.base_priority, c.opened_at, c.goal_hours, c.deadline_at, c.family,
-                   c.category, c.subject_id, c.status, c.claim_expires_at).where(
-            or_(c.status == "open", and_(c.status == "claimed", c.claim_expires_at <= now)))
+        open_now = or_(c.status == "open", and_(c.status == "claimed", c.claim_expires_at <= now))
+        # opened_at without the UTCDateTime wrapper: raw driver values, converted below in one step
+        q = select(c.case_id, c.tier, c.base_priority, type_coerce(c.opened_at, String), c.goal_hours).where(open_now)
         if family:
             q = q.where(c.family == family)
         if category:
             q = q.where(c.category == category)
-        return pd.DataFrame(conn.execute(q).mappings().all(),
-                            columns=["case_id", "kind", "tier", "base_priority", "opened_at", "goal_hours", "deadline_at",
-                                     "family", "category", "subject_id", "status", "claim_expires_at"])
-
-    def ranked(self, now: datetime, family: str | None = None, category: str | None = None) -> pd.DataFrame:
         with reading(self.engine) as conn:
-            cases = self._open_cases(conn, now, family, category)
-        if cases.empty:
-            return cases.assign(effective_priority=[])
-        opened = np.array([_seconds(t) for t in cases["opened_at"]])
-        order, eff = rank_cases(cases["case_id"].to_numpy(str), cases["tier"].to_numpy(int),
-                                cases["base_priority"].to_numpy(float), opened, cases["goal_hours"].to_numpy(float),
-                                _seconds(now), self.qp)
-        return cases.assign(effective_priority=eff).iloc[order].reset_index(drop=True)
+            rows = conn.execute(q).all()
+        if not rows:
+            return pd.DataFrame({"case_id": [], "tier": [], "effective_priority": []})
+        ids, tier, base, opened, goal = zip(*rows)
+        opened_s = (pd.to_datetime(pd.Series(opened), utc=True, format="ISO8601").dt.as_unit("us")
+                    .astype("int64").to_numpy() / 1e6)
+        order, eff = rank_cases(np.asarray(ids, dtype=str), np.asarray(tier, dtype=int), _floats(base), opened_s,
+                                _floats(goal), _seconds(now), self.qp)
+        return pd.DataFrame({"case_id": np.asarray(ids, dtype=object)[order], "tier": np.asarray(tier)[order],
+                             "effective_priority": eff[order]})
 
     def queue(self, now: datetime, limit: int = 50, family: str | None = None, category: str | None = None) -> list[dict]:
         """Open cases in priority order, with scores, top reasons, deadline and the time left."""
         top = self.ranked(now, family, category).head(limit)
         with reading(self.engine) as conn:
-            return [self._case_summary(conn, row, now) for row in top.to_dict("records")]
+            return [self._case_summary(conn, self._case_row(conn, r), now) for r in top.to_dict("records")]
+
+    @staticmethod
+    def _case_row(conn, ranked_row: dict) -> dict:
+        row = conn.execute(select(T.cases).where(T.cases.c.case_id == ranked_row["case_id"])).mappings().one()
+        return {**row, "effective_priority": ranked_row["effective_priority"]}
 
     def _case_summary(self, conn, row: dict, now: datetime) -> dict:
         ids = [r[0] for r in conn.execute(select(T.case_reports.c.report_id)
                                           .where(T.case_reports.c.case_id == row["case_id"]).order_by(T.case_reports.c.report_id))]
         scores = sorted(self._latest_scores(conn, ids), key=lambda s: (-float(s["priority"]), s["report_id"]))
-        lead = scores[0]
+        lead = scores[0] if scores else {"scored_by": None, "p_valid": None, "severity": None, "fraud_risk": None,
+                                         "detail": {}}
         left = (row["deadline_at"] - now).total_seconds()
         return {
             "case_id": row["case_id"], "kind": row["kind"], "subject_id": row["subject_id"],
@@ -198,8 +206,9 @@ class Queue:
         ranked = self.ranked(now)
         expires = now + timedelta(minutes=self.qp.claim_timeout_minutes)
         c = T.cases.c
-        for row in ranked.head(50).to_dict("records"):
+        for ranked_row in ranked.head(50).to_dict("records"):
             with writing(self.engine) as conn:
+                row = self._case_row(conn, ranked_row)
                 current = conn.execute(select(c.status, c.claimed_by, c.claim_expires_at, c.version)
                                        .where(c.case_id == row["case_id"])).mappings().one()
                 done = conn.execute(update(T.cases).where(
@@ -391,6 +400,10 @@ class Queue:
         frame = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).dt.as_unit("us")
         return frame
+
+
+def _floats(values) -> np.ndarray:
+    return np.asarray([float(v) for v in values], dtype=float)
 
 
 def _score_view(s) -> dict:

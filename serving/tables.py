@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Column, DateTime, Dialect, ForeignKey, Integer,
+from sqlalchemy import (JSON, BigInteger, Boolean, CheckConstraint, Column, DateTime, Dialect, Float, ForeignKey, Integer,
                         MetaData, String, Table, Text)
 from sqlalchemy.types import TypeDecorator
 
@@ -148,10 +148,10 @@ report_scores = Table(
     Column("report_id", String(128), ForeignKey("intake_reports.report_id"), nullable=False, index=True),
     Column("scored_at", UTCDateTime, nullable=False),
     Column("scored_by", String(16), nullable=False),  # model | rules
-    Column("p_valid", JSON, nullable=True),
+    Column("p_valid", Float, nullable=True),
     Column("severity", String(16), nullable=True),
-    Column("fraud_risk", JSON, nullable=True),
-    Column("priority", JSON, nullable=False),
+    Column("fraud_risk", Float, nullable=True),
+    Column("priority", Float, nullable=False),
     Column("detail", JSON, nullable=False),  # severity_probabilities, reasons, model_versions
 )
 
@@ -164,8 +164,8 @@ cases = Table(
     Column("family", String(32), nullable=False),
     Column("category", String(64), nullable=False),
     Column("deadline_at", UTCDateTime, nullable=False),
-    Column("goal_hours", JSON, nullable=False),
-    Column("base_priority", JSON, nullable=False),
+    Column("goal_hours", Float, nullable=False),
+    Column("base_priority", Float, nullable=False),
     Column("tier", Integer, nullable=False),
     Column("status", String(16), nullable=False, index=True),  # open | claimed | resolved | merged
     Column("claimed_by", String(256), nullable=True),
