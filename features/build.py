@@ -407,7 +407,7 @@ def _transaction_docs(prefix: str, who: str) -> dict[str, str]:
     docs = {}
     for w in SPEND_WINDOWS:
         docs[f"{prefix}_buy_count_{w}"] = f"orders the {who} placed as a buyer in the last {w}"
-        docs[f"{prefix}_buy_mean_{w}"] = f"mean amount of those orders"
+        docs[f"{prefix}_buy_mean_{w}"] = "mean amount of those orders"
     for w in SPEND_WINDOWS:
         docs[f"{prefix}_seller_fraud_rate_{w}"] = (
             f"fraud labels that became known in the last {w} per order the {who} sold in it (label delay respected)"

@@ -21,7 +21,6 @@ from typing import Any
 import bentoml
 
 with bentoml.importing():
-    import mlflow
 
     from features import settings as S
     from features.build import History

@@ -8,7 +8,6 @@ import time
 import uuid
 from pathlib import Path
 
-import pandas as pd
 from conftest import as_request, client, make_keys
 
 from serving.penalty import DEFAULT_POLICY

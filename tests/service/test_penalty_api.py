@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 
 AS_OF = "2025-06-01T00:00:00Z"

@@ -1,7 +1,6 @@
 """The BentoML service over HTTP, started for real with `bentoml serve`."""
 from __future__ import annotations
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest

@@ -1,0 +1,165 @@
+"""Baselines that rank the same test window as the models, so every metric compares like with like.
+
+Each function returns one score per row, higher = act first. A model is only
+worth its complexity if it beats what a queue would do without it: first in,
+first out; the policy's rules; a plain logistic regression; a depth-2 tree on
+the raw report fields. The oracle (the simulator's true probabilities) is the
+ceiling, so a model's average precision can be read as a share of what is
+possible. `compare` puts all of them in one table.
+
+The rules baseline recomputes serving's rules-only priority from the weights
+(training may not import from serving); a test checks the numbers are identical.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+from features import vocabulary as V
+from training.metrics import expected_calibration_error, precision_at_k, recall_at_k
+
+RAW_REPORT_FIELDS = ["reporter_type", "channel", "category"]
+ORACLE = "oracle"
+
+
+class RulesWeights(Protocol):
+    """The part of serving's QueuePolicy the rules baseline needs (any object with these attributes)."""
+
+    reporter_weight: dict[str, float]
+    category_severity: dict[str, float]
+    record_step: float
+    record_cap: int
+
+
+def fifo_scores(created_at_seconds: np.ndarray) -> np.ndarray:
+    """First in, first out: the earliest item scores highest (the negated creation time)."""
+    return -np.asarray(created_at_seconds, float)
+
+
+def rules_priority_from_weights(
+    reporter_type: pd.Series, category: pd.Series, record: np.ndarray,
+    reporter_weight: Mapping[str, float], category_severity: Mapping[str, float],
+    record_step: float, record_cap: int,
+) -> np.ndarray:
+    """0-100: reporter weight x category severity x (1 + step x capped violation record), scaled by its maximum.
+
+    The same formula and rounding as serving.queue_policy.rules_priority, with the
+    weights passed in, so training can score the rules without importing serving.
+    """
+    reporter = pd.Series(reporter_type).astype(object).map(reporter_weight).to_numpy(float)
+    severity = pd.Series(category).astype(object).map(category_severity).to_numpy(float)
+    factor = 1.0 + record_step * np.minimum(np.asarray(record, float), record_cap)
+    top = 1.0 + record_step * record_cap
+    return np.round(100.0 * reporter * severity * factor / top, 4)
+
+
+def subject_record(features: pd.DataFrame) -> np.ndarray:
+    """The subject's violations in the last 180 days, all families together: the record the rules count."""
+    return sum(features[f"subject_violations_{fam}_180d"].to_numpy(float) for fam in V.FAMILIES)
+
+
+def rules_scores(reports: pd.DataFrame, features: pd.DataFrame, queue_policy: RulesWeights) -> np.ndarray:
+    """The queue's rules-only priority for each report (reports need reporter_type and category)."""
+    return rules_priority_from_weights(
+        reports["reporter_type"], reports["category"], subject_record(features),
+        queue_policy.reporter_weight, queue_policy.category_severity,
+        queue_policy.record_step, queue_policy.record_cap,
+    )
+
+
+def _categorical_columns(X: pd.DataFrame) -> list[str]:
+    return [c for c in X.columns if isinstance(X[c].dtype, pd.CategoricalDtype) or X[c].dtype == object]
+
+
+def _finite(X: pd.DataFrame) -> pd.DataFrame:
+    """Infinite ratios (x / 0) become missing, so the imputer treats them like any other gap."""
+    return X.astype(float).replace([np.inf, -np.inf], np.nan)
+
+
+def logistic_regression_pipeline(X: pd.DataFrame, seed: int) -> Pipeline:
+    """Numeric columns: inf -> NaN, median imputation, standard scaling; categorical columns: one-hot."""
+    categorical = _categorical_columns(X)
+    numeric = [c for c in X.columns if c not in categorical]
+    prepare = ColumnTransformer([
+        ("numeric", make_pipeline(FunctionTransformer(_finite, feature_names_out="one-to-one"),
+                                  SimpleImputer(strategy="median"), StandardScaler()), numeric),
+        ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
+    ])
+    return make_pipeline(prepare, LogisticRegression(max_iter=2000, random_state=seed))
+
+
+def logistic_regression_scores(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame,
+                               seed: int) -> np.ndarray:
+    """P(y = 1) from a logistic regression on all features: the simplest model that uses them all."""
+    pipe = logistic_regression_pipeline(X_train, seed).fit(_as_str(X_train), np.asarray(y_train))
+    return pipe.predict_proba(_as_str(X_test))[:, 1]
+
+
+def _as_str(X: pd.DataFrame) -> pd.DataFrame:
+    """Categoricals as plain strings, so one-hot columns do not depend on the category dtype's levels."""
+    return X.astype({c: str for c in _categorical_columns(X)})
+
+
+def depth2_tree_scores(train_raw: pd.DataFrame, y_train: np.ndarray, test_raw: pd.DataFrame) -> np.ndarray:
+    """P(y = 1) from a depth-2 tree on the raw report fields alone (reporter type, channel, category).
+
+    What a reviewer could learn from the intake form in two questions; the bar the
+    history features must clear.
+    """
+    enc = OneHotEncoder(handle_unknown="ignore")
+    Xtr = enc.fit_transform(train_raw[RAW_REPORT_FIELDS].astype(str))
+    tree = DecisionTreeClassifier(max_depth=2, random_state=0).fit(Xtr, np.asarray(y_train))
+    return tree.predict_proba(enc.transform(test_raw[RAW_REPORT_FIELDS].astype(str)))[:, 1]
+
+
+def oracle_scores(truth_probabilities: np.ndarray) -> np.ndarray:
+    """The simulator's true probabilities (e.g. truth_reports.p_fraud): the best ranking any model can reach.
+
+    Only simulated data has them; align them to the rows being ranked before calling.
+    """
+    p = np.asarray(truth_probabilities, float)
+    if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
+        raise ValueError("truth probabilities must be in [0, 1] with no gaps (were they aligned to the rows?)")
+    return p
+
+
+def compare(y: np.ndarray, named_scores: Mapping[str, np.ndarray], k: int,
+            probabilities: Iterable[str] = ()) -> pd.DataFrame:
+    """One row per ranking: ROC AUC, average precision, precision@k, recall@k, and for names listed in
+    `probabilities` (scores that claim to be probabilities) the Brier score and ECE; NaN for the others,
+    whose scores are only an order. With an "oracle" entry, `share_of_oracle_ap` = AP / oracle AP.
+    """
+    y = np.asarray(y).astype(int)
+    probabilistic = set(probabilities)
+    unknown = probabilistic - set(named_scores)
+    if unknown:
+        raise ValueError(f"probabilities names no scores: {sorted(unknown)}")
+    both = len(np.unique(y)) == 2
+    rows = []
+    for name, scores in named_scores.items():
+        s = np.asarray(scores, float)
+        is_p = name in probabilistic
+        rows.append({
+            "name": name,
+            "is_probability": is_p,
+            "roc_auc": float(roc_auc_score(y, s)) if both else np.nan,
+            "average_precision": float(average_precision_score(y, s)) if both else np.nan,
+            f"precision@{k}": precision_at_k(y, s, k),
+            f"recall@{k}": recall_at_k(y, s, k),
+            "brier": float(brier_score_loss(y, s)) if is_p else np.nan,
+            "ece": expected_calibration_error(y, s) if is_p else np.nan,
+        })
+    table = pd.DataFrame(rows).set_index("name")
+    if ORACLE in table.index:
+        table["share_of_oracle_ap"] = table["average_precision"] / table.loc[ORACLE, "average_precision"]
+    return table
