@@ -21,7 +21,6 @@ from typing import Any
 import bentoml
 
 with bentoml.importing():
-
     from features import settings as S
     from features.build import History
     from features.io import load_tables

@@ -86,6 +86,9 @@ def test_ties_go_to_the_earlier_deadline_then_the_report_id_and_repeat_exactly()
     arrivals = cases([("z", 0, "spam"), ("y", 0, "threats_of_harm"), ("b", 0, "spam"), ("a", 0, "spam")])
     result = one_investigator(arrivals, [50, 50, 50, 50], minutes_per_case=10)
     assert picked_order(result) == ["y", "a", "b", "z"]
+    # Priorities equal after the live queue's 6-decimal rounding tie too, even though "b" is a hair higher.
+    hair = one_investigator(cases([("b", 0, "spam"), ("a", 0, "spam")]), [50.0000004, 50.0], minutes_per_case=10)
+    assert picked_order(hair) == ["a", "b"]
     shuffled = arrivals.iloc[[2, 0, 3, 1]].reset_index(drop=True)
     again = one_investigator(shuffled, [50, 50, 50, 50], minutes_per_case=10)
     pd.testing.assert_frame_equal(result.set_index("report_id").sort_index(), again.set_index("report_id").sort_index())
