@@ -153,7 +153,7 @@ def replay(arrivals: pd.DataFrame, priority: np.ndarray, team: Team, goals_hours
         "time_to_action": (acted - opened_ns) / 60e9,
         "goal_missed": acted > deadline,
         "picked": done,
-        "pick_seq": pd.Series(seq).astype("Int64").mask(~done).to_numpy(),
+        "pick_seq": pd.Series(seq, dtype="Int64").mask(~done).array,
     })
 
 
@@ -167,11 +167,14 @@ def _run(opened_ns: np.ndarray, id_rank: np.ndarray, queue, staff: Staffing, sto
     free = [opened[arrival_order[0]]] * staff.investigators
     picked = np.zeros(n, dtype=np.int64)
     seq = np.full(n, -1, dtype=int)
-    nxt = 0
+    nxt, clock = 0, 0
     for k in range(n):
-        t = heapq.heappop(free)
+        # An investigator idle since before the last pick joins at the current time, never earlier:
+        # the waiting set may already hold cases that arrived after they became free.
+        t = max(heapq.heappop(free), clock)
         if not queue and t < opened[arrival_order[nxt]]:
             t = opened[arrival_order[nxt]]  # idle until the next case arrives
+        clock = t
         if stop is not None and t > stop:
             break
         while nxt < n and opened[arrival_order[nxt]] <= t:
@@ -292,7 +295,7 @@ def window_arrivals(tables: dict[str, pd.DataFrame], last_share: float = 0.2) ->
     as not valid (severity empty), so summaries leave it out.
     """
     reports = tables["reports"].sort_values(["created_at", "report_id"], kind="stable")
-    window = reports.iloc[int(round(len(reports) * (1.0 - last_share))):]
+    window = reports.iloc[round(len(reports) * (1.0 - last_share)):]
     out = window[["report_id", "created_at", "category"]].merge(
         tables["outcomes"][["report_id", "valid", "severity"]], on="report_id", how="left", validate="one_to_one")
     out["family"] = out["category"].map(V.CATEGORY_FAMILY)

@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from features import vocabulary as V
 from serving.queue_policy import load_queue_policy, rank_cases
 from training.replay import (
-    SUMMARY_COLUMNS, Team, arrival_rate, oracle_priority, replay, staffing, summarise, window_arrivals,
+    SUMMARY_COLUMNS,
+    Team,
+    arrival_rate,
+    oracle_priority,
+    replay,
+    staffing,
+    summarise,
+    window_arrivals,
 )
 
 T0 = pd.Timestamp("2025-03-01 20:00", tz="UTC")
@@ -99,6 +106,14 @@ def test_a_free_investigator_waits_for_the_next_arrival():
     result = one_investigator(arrivals, [1, 99], minutes_per_case=20).set_index("report_id")
     assert result.loc["b", "picked_at"] == T0 + pd.Timedelta(minutes=300)
     assert result.loc["b", "time_to_action"] == 0 and not result["goal_missed"].any()
+
+
+def test_investigators_idle_since_before_a_burst_pick_no_case_before_it_arrives():
+    # Six investigators free at 20:52 after the first batch; the second batch arrives at 21:01.
+    arrivals = cases([(f"r{i:03d}", 0 if i < 10 else 61, "spam") for i in range(23)])
+    result = replay(arrivals, np.zeros(23), Team(3.0, 45.0), GOALS, AGING, window_minutes=600)
+    assert (result["picked_at"] >= arrivals["created_at"]).all()
+    assert (result.loc[10:, "picked_at"] == T0 + pd.Timedelta(minutes=61)).sum() == 2  # the two idle ones
 
 
 def test_a_drain_limit_leaves_late_cases_unpicked_and_counts_them_to_the_stop():
