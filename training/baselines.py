@@ -87,12 +87,17 @@ def _finite(X: pd.DataFrame) -> pd.DataFrame:
 
 
 def logistic_regression_pipeline(X: pd.DataFrame, seed: int) -> Pipeline:
-    """Numeric columns: inf -> NaN, median imputation, standard scaling; categorical columns: one-hot."""
+    """Numeric columns: inf -> NaN, median imputation, standard scaling; categorical columns: one-hot.
+
+    A column with no value in training (a rate nobody has yet) is kept as a constant
+    instead of being dropped with a warning: it carries no signal either way.
+    """
     categorical = _categorical_columns(X)
     numeric = [c for c in X.columns if c not in categorical]
     prepare = ColumnTransformer([
         ("numeric", make_pipeline(FunctionTransformer(_finite, feature_names_out="one-to-one"),
-                                  SimpleImputer(strategy="median"), StandardScaler()), numeric),
+                                  SimpleImputer(strategy="median", keep_empty_features=True),
+                                  StandardScaler()), numeric),
         ("categorical", OneHotEncoder(handle_unknown="ignore"), categorical),
     ])
     return make_pipeline(prepare, LogisticRegression(max_iter=2000, random_state=seed))

@@ -82,7 +82,7 @@ def capacity_per_day(n_items: int, n_days: int, share: float) -> int:
     """
     if n_days < 1 or not 0 < share <= 1:
         raise ValueError(f"need n_days >= 1 and 0 < share <= 1, got {n_days}, {share}")
-    return max(1, int(round(share * n_items / n_days)))
+    return max(1, round(share * n_items / n_days))
 
 
 def card_precision_at_k(days: np.ndarray, accounts: np.ndarray, y: np.ndarray, scores: np.ndarray, k: int) -> float:

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 import mlflow
 import numpy as np
 import pandas as pd
-from sklearn.preprocessing import OneHotEncoder
-from sklearn.tree import DecisionTreeClassifier
 
 from features import settings as S
 from features.build import ORDER_FEATURES, REPORT_FEATURES, History
 from features import vocabulary as V
 from training import plots, registry
+from training.baselines import depth2_tree_scores
 from training.bundles import FraudBundle, SeverityBundle
 from training.datasets import Labelled, labelled_orders, labelled_reports, temporal_split
 from training.metrics import binary_metrics, multiclass_metrics
@@ -27,7 +26,6 @@ from training.models import BinaryModel, MulticlassModel
 
 TRAIN_STEPS = ("features", "validity", "severity", "fraud", "plots", "register")
 EXPERIMENT = "docket"
-RAW_REPORT_FIELDS = ["reporter_type", "channel", "category"]
 
 
 @dataclass
@@ -51,11 +49,7 @@ def raw_field_tree_auc(train: Labelled, test: Labelled, label: str = "valid") ->
     """ROC AUC of a depth-2 tree on the raw report fields alone: the bar the full model must clear."""
     from sklearn.metrics import roc_auc_score
 
-    enc = OneHotEncoder(handle_unknown="ignore")
-    Xtr = enc.fit_transform(train.X[RAW_REPORT_FIELDS].astype(str))
-    tree = DecisionTreeClassifier(max_depth=2, random_state=0).fit(Xtr, train.labels[label])
-    p = tree.predict_proba(enc.transform(test.X[RAW_REPORT_FIELDS].astype(str)))[:, 1]
-    return float(roc_auc_score(test.labels[label], p))
+    return float(roc_auc_score(test.labels[label], depth2_tree_scores(train.X, train.labels[label], test.X)))
 
 
 def _split(data: Labelled) -> tuple[Labelled, Labelled, Labelled]:
