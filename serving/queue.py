@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, String, and_, func, insert, or_, select, type_coerce, update
+from sqlalchemy.exc import IntegrityError
 
 from features import vocabulary as V
 from serving import tables as T
@@ -62,13 +63,17 @@ class Queue:
         accepted, known = [], []
         for i, row in enumerate(reports.to_dict("records")):
             report = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
-            with writing(self.engine) as conn:
-                exists = conn.execute(select(T.intake_reports.c.report_id)
-                                      .where(T.intake_reports.c.report_id == report["report_id"])).first()
-                if exists:
-                    known.append(report["report_id"])
-                    continue
-                self._store_report(conn, report, scores[i], actor, now, evidence[i] if evidence else None)
+            try:
+                with writing(self.engine) as conn:
+                    exists = conn.execute(select(T.intake_reports.c.report_id)
+                                          .where(T.intake_reports.c.report_id == report["report_id"])).first()
+                    if exists:
+                        known.append(report["report_id"])
+                        continue
+                    self._store_report(conn, report, scores[i], actor, now, evidence[i] if evidence else None)
+            except IntegrityError:  # the same report arrived concurrently and the other request stored it
+                known.append(report["report_id"])
+                continue
             accepted.append(report["report_id"])
         return {"accepted": accepted, "already_known": known}
 

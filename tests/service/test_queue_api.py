@@ -43,6 +43,26 @@ def test_intake_is_idempotent_under_retries(api, service, recent):
     assert all(queued[f"case-{r['report_id']}"] == 1 for r in batch + more)
 
 
+def test_concurrent_submissions_of_the_same_reports_store_each_once(api, service, keys, recent):
+    batch = fresh(recent.iloc[300:310])
+    results: list[dict] = []
+
+    def submit() -> None:
+        res = client(keys["intake"]).post(f"{service}/reports", json={"reports": batch})
+        results.append({"status": res.status_code, **res.json()})
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r["status"] == 200 for r in results), results
+    accepted = [rid for r in results for rid in r["accepted"]]
+    assert sorted(accepted) == sorted(r["report_id"] for r in batch)  # each stored by exactly one request
+    for r in results:
+        assert sorted(r["accepted"] + r["already_known"]) == sorted(x["report_id"] for x in batch)
+
+
 def test_intake_rejects_bad_reports_per_field(api, service, recent):
     bad = fresh(recent.head(2))
     bad[1]["category"] = "nonsense"
