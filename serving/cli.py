@@ -256,7 +256,8 @@ def monitor(
             found = run_monitors(tables, history, scorer, when, config, advance)
             engine = _store()
             triage = Triage(Queue(engine, qp, Ledger(engine, load_policy())), qp, max(len(found), 1))
-            result = triage.intake(found, history, scorer, actor="cli:monitor", now=_now())
+            result = triage.intake(found, history, scorer, actor="cli:monitor", now=_now()) if found else \
+                {"accepted": [], "already_known": []}
             advance("intake")
         kinds = {t: sum(r["reporter_type"] == t for r in found) for t in ("automated_detection", "rules_engine")}
         err.print(f"{kinds['automated_detection']} transaction and {kinds['rules_engine']} fulfilment cases found; "

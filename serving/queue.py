@@ -106,18 +106,26 @@ class Queue:
 
     # -- rescoring ----------------------------------------------------------------------------
 
-    def _latest_scores(self, conn, report_ids: list[str] | None = None):
+    @staticmethod
+    def _latest_scores_query(report_ids: list[str] | None = None):
+        """Each report's current score: its newest row in the append-only score table."""
         latest = (select(T.report_scores.c.report_id, func.max(T.report_scores.c.id).label("id"))
                   .group_by(T.report_scores.c.report_id))
         if report_ids is not None:
             latest = latest.where(T.report_scores.c.report_id.in_(report_ids))
         latest = latest.subquery()
-        return conn.execute(select(T.report_scores).join(latest, T.report_scores.c.id == latest.c.id)).mappings().all()
+        return select(T.report_scores).join(latest, T.report_scores.c.id == latest.c.id)
+
+    def _latest_scores(self, conn, report_ids: list[str] | None = None):
+        return conn.execute(self._latest_scores_query(report_ids)).mappings().all()
 
     def rules_scored_reports(self, limit: int = 1000) -> pd.DataFrame:
         """Reports whose current score is the rules-only fallback: to rescore once models are back."""
         with reading(self.engine) as conn:
-            ids = [r["report_id"] for r in self._latest_scores(conn) if r["scored_by"] == "rules"][:limit]
+            # filtered and limited in SQL: the sweep runs every few seconds over a table that only grows
+            q = (self._latest_scores_query().where(T.report_scores.c.scored_by == "rules")
+                 .order_by(T.report_scores.c.id).limit(limit))
+            ids = [r["report_id"] for r in conn.execute(q).mappings()]
             if not ids:
                 return pd.DataFrame(columns=list(REPORT_COLUMNS))
             rows = conn.execute(select(*[T.intake_reports.c[c] for c in REPORT_COLUMNS])
@@ -214,8 +222,7 @@ class Queue:
         for ranked_row in ranked.head(50).to_dict("records"):
             with writing(self.engine) as conn:
                 row = self._case_row(conn, ranked_row)
-                current = conn.execute(select(c.status, c.claimed_by, c.claim_expires_at, c.version)
-                                       .where(c.case_id == row["case_id"])).mappings().one()
+                current = {k: row[k] for k in ("status", "claimed_by", "claim_expires_at", "version")}
                 done = conn.execute(update(T.cases).where(
                     c.case_id == row["case_id"], c.version == current["version"],
                     or_(c.status == "open", and_(c.status == "claimed", c.claim_expires_at <= now)),
@@ -224,7 +231,7 @@ class Queue:
                     continue
                 if current["status"] == "claimed":
                     append_audit(conn, at=now, actor="system:claim-timeout", action="release", entity="case",
-                                 entity_id=row["case_id"], before=dict(current), after={"status": "open"},
+                                 entity_id=row["case_id"], before=current, after={"status": "open"},
                                  why=f"claim by {current['claimed_by']} expired at {current['claim_expires_at']}")
                 append_audit(conn, at=now, actor=actor, action="claim", entity="case", entity_id=row["case_id"],
                              before={"status": "open"}, after={"status": "claimed", "claim_expires_at": expires},

@@ -6,7 +6,6 @@ auth middleware verified, so every audit event names who did it.
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import bentoml
@@ -15,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from features import vocabulary as V
 from serving.auth import ROLES, create_key
-from serving.ledger_routes import actor_of, app
+from serving.ledger_routes import _now, actor_of, app
 from serving.penalty_request import _Fields
 from serving.queue import CaseStateError
 from serving.requests import FieldError, RequestError
@@ -23,10 +22,6 @@ from serving.requests import FieldError, RequestError
 
 def service(svc: Any = Depends(bentoml.get_current_service)):
     return svc
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _unavailable(svc) -> JSONResponse:

@@ -96,6 +96,8 @@ class Docket:
         config = MonitorConfig.from_dict(qp.monitors)
         now = datetime.now(UTC)
         found = run_monitors(load_tables(self.settings.data_dir), self.runtime.history, self.runtime.scorer, now, config)
+        if not found:
+            return
         result = self.triage.intake(found, self.runtime.history, self.runtime.scorer, actor="system:monitor", now=now)
         log.info("monitors: %d cases found, %d new", len(found), len(result["accepted"]))
 

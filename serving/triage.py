@@ -35,8 +35,6 @@ class Triage:
 
     def intake(self, payload: Any, history: History, scorer: Scorer | None, *, actor: str, now: datetime) -> dict:
         """Validate, score (models or rules), store, then look for spikes among the subjects just reported."""
-        if isinstance(payload, list) and not payload and actor.startswith("system:"):
-            return {"accepted": [], "already_known": [], "scored_by": None, "alerts": []}
         payload, evidence = _split_evidence(payload)
         reports = parse_reports(payload, history, self.max_batch)
         future = (reports["created_at"] > pd.Timestamp(now + FUTURE_SLACK)).to_numpy().nonzero()[0]
