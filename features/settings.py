@@ -19,6 +19,7 @@ class Settings:
     max_batch: int
     num_threads: int
     seed: int
+    reload_seconds: float = 30.0  # how often the service checks the champion aliases; 0: only on POST /admin/reload
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -30,6 +31,7 @@ class Settings:
             max_batch=int(env.get("DOCKET_MAX_BATCH", "1000")),
             num_threads=int(env.get("DOCKET_NUM_THREADS", "1")),
             seed=int(env.get("DOCKET_SEED", "7")),
+            reload_seconds=float(env.get("DOCKET_RELOAD_SECONDS", "30")),
         )
 
 

@@ -37,6 +37,7 @@ ROUTES: tuple[tuple[str, re.Pattern, frozenset[str]], ...] = tuple(
         ("POST", "/violations", {"investigator"}), ("GET", "/accounts/[^/]+/health", {"investigator"}),
         ("POST", "/violations/[^/]+/appeal", set()), ("POST", "/violations/[^/]+/remedial", set()),
         ("GET", "/audit", set()), ("POST", "/keys", set()), ("POST", "/admin/reload", set()),
+        ("GET", "/models", {"investigator"}),
     )
 )
 CACHE_SECONDS = 30.0  # a revoked key stops working within this time

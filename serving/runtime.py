@@ -1,7 +1,14 @@
-"""What the service scores with: the data source's history and the champion models."""
+"""What the service scores with: the data source's history and the champion models.
+
+A Runtime never changes once built. Picking up a new champion builds a new one
+with both new models loaded and replaces the old in a single assignment
+(`reload`), so a request holds one Runtime from start to finish and never sees
+severity from one training and fraud from another.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from features import settings as S
@@ -10,12 +17,20 @@ from serving.requests import parse_reports
 from training import registry
 from training.scoring import Scorer, rank_order
 
+MODELS = (S.SEVERITY_MODEL, S.FRAUD_MODEL)
+LOAD_ATTEMPTS = 3
 
-@dataclass
+
+class AliasesUnsettled(RuntimeError):
+    """The champion aliases kept moving while the models were loading."""
+
+
+@dataclass(frozen=True)
 class Runtime:
     settings: S.Settings
     history: History
     scorer: Scorer
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def score(self, payload: Any) -> list[dict]:
         reports = parse_reports(payload, self.history, self.settings.max_batch)
@@ -26,16 +41,61 @@ class Runtime:
         return rank_order(scored)
 
 
-def load_scorer(settings: S.Settings) -> Scorer:
-    """The champion models from the registry (raises ModelNotFound if there are none)."""
+@dataclass(frozen=True)
+class Reload:
+    """The outcome of a reload: the runtime to serve with, and what it replaced."""
+    runtime: Runtime
+    previous: dict[str, str]
+    changed: bool
+
+
+def champion_versions(settings: S.Settings) -> dict[str, str]:
+    """The version each model's champion alias points at now: two registry reads, no artifacts loaded.
+
+    Raises ModelNotFound when either model has no champion.
+    """
     import mlflow
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    scorer = Scorer(severity=registry.load(S.SEVERITY_MODEL, S.CHAMPION), fraud=registry.load(S.FRAUD_MODEL, S.CHAMPION))
+    return {name: registry.version_of(name, S.CHAMPION) for name in MODELS}
+
+
+def load_scorer(settings: S.Settings) -> Scorer:
+    """Both champion models, as one consistent pair (raises ModelNotFound if there are none).
+
+    The aliases are read first and the models loaded by version number; if an alias
+    moved meanwhile (a promotion in progress), the pair is loaded again, so both
+    models always come from the same reading of the registry.
+    """
+    versions = champion_versions(settings)
+    for _ in range(LOAD_ATTEMPTS):
+        scorer = Scorer(severity=registry.load_version(S.SEVERITY_MODEL, versions[S.SEVERITY_MODEL]),
+                        fraud=registry.load_version(S.FRAUD_MODEL, versions[S.FRAUD_MODEL]))
+        now = champion_versions(settings)
+        if now == versions:
+            break
+        versions = now
+    else:
+        raise AliasesUnsettled(f"the champion aliases moved during each of {LOAD_ATTEMPTS} loads (last: {versions})")
     for loaded in (scorer.severity, scorer.fraud):
         for model in vars(loaded.bundle).values():
             model.num_threads = settings.num_threads  # one request's rows: threads only add overhead
     return scorer
+
+
+def reload(current: Runtime) -> Reload:
+    """A runtime with the models the champion aliases point at now; `current` itself if they have not moved.
+
+    Raises (ModelNotFound when an alias points at nothing, or whatever loading
+    raised) without touching `current`, so the caller keeps serving with it.
+    """
+    before = current.scorer.model_versions
+    if champion_versions(current.settings) == before:
+        return Reload(runtime=current, previous=before, changed=False)
+    fresh = Runtime(current.settings, current.history, load_scorer(current.settings))
+    if fresh.scorer.model_versions == before:  # moved and moved back while loading
+        return Reload(runtime=current, previous=before, changed=False)
+    return Reload(runtime=fresh, previous=before, changed=True)
 
 
 def load_runtime(settings: S.Settings | None = None) -> Runtime:

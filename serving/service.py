@@ -8,6 +8,13 @@ and a sweep rescores rules-scored reports as soon as models arrive. If no
 champion exists yet, loading is retried, so a first training makes a waiting
 service ready without a restart. Every route but /livez, /readyz and /metrics
 needs an API key (serving/auth.py).
+
+The same thread then follows the champion aliases: every DOCKET_RELOAD_SECONDS
+(0: never) it reads which versions they point at, and when they moved it loads
+the new pair and swaps it in; POST /admin/reload does the same at once. A
+reload that fails keeps the old models serving. Each worker process reloads on
+its own: with more than one worker, the endpoint reloads the one that answered
+and the poll brings the others along.
 """
 from __future__ import annotations
 
@@ -19,6 +26,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import bentoml
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
 
 with bentoml.importing():
     from features import settings as S
@@ -27,15 +36,17 @@ with bentoml.importing():
     from serving import penalty, queue_routes  # noqa: F401  (registers the queue routes)
     from serving.auth import AuthMiddleware, Keys
     from serving.ledger import Ledger
+    from serving.ledger_routes import actor_of
     from serving.ledger_routes import app as http_app
     from serving.monitors import MonitorConfig, run_monitors
     from serving.penalty_request import parse_penalty_request
     from serving.queue import Queue
     from serving.queue_policy import load_queue_policy
     from serving.requests import RequestError
-    from serving.runtime import Runtime, load_scorer
-    from serving.store import make_engine, migrate
+    from serving.runtime import Reload, Runtime, load_scorer, reload
+    from serving.store import append_audit, make_engine, migrate, writing
     from serving.triage import Triage
+    from training.registry import ModelNotFound
 
 log = logging.getLogger("docket.service")
 RETRY_SECONDS = 5.0
@@ -46,7 +57,7 @@ RETRY_SECONDS = 5.0
 class Docket:
     def __init__(self) -> None:
         self.settings = S.Settings.from_env()
-        engine = make_engine(self.settings.database_url)
+        self.engine = engine = make_engine(self.settings.database_url)
         migrate(engine)
         qp = load_queue_policy()
         self.ledger = Ledger(engine, penalty.load_policy())
@@ -55,50 +66,105 @@ class Docket:
         self.history: History | None = None
         self.runtime: Runtime | None = None
         self.load_error: str | None = None
+        self.reload_error: str | None = None
+        self._reloading = threading.Lock()
         self._stop = threading.Event()
-        threading.Thread(target=self._load, name="docket-load", daemon=True).start()
+        threading.Thread(target=self._follow_models, name="docket-models", daemon=True).start()
         threading.Thread(target=self._sweep, name="docket-sweep", daemon=True).start()
 
-    def _load(self) -> None:
+    def _follow_models(self) -> None:
+        """Load the champion models, retrying until there are some; then reload whenever the aliases move."""
+        every = self.settings.reload_seconds
         while not self._stop.is_set():
-            try:
-                if self.history is None:
-                    self.history = History.from_tables(load_tables(self.settings.data_dir, require=["accounts"]))
-                self.runtime = Runtime(self.settings, self.history, load_scorer(self.settings))
-                self.load_error = None
-                log.info("Docket ready: models %s", self.runtime.scorer.model_versions)
+            if self.runtime is None:
+                self._load()
+            elif every > 0:
+                try:
+                    self.reload_models(actor="system:reload")
+                except Exception:  # logged by reload_models; the old models keep serving
+                    pass
+            else:
                 return
-            except Exception as err:  # keep retrying; the reason is in the log and in 503 bodies
-                self.load_error = f"{type(err).__name__}: {err}"
-                log.warning("Docket not ready (%s); retrying in %.0fs", self.load_error, RETRY_SECONDS)
-                self._stop.wait(RETRY_SECONDS)
+            self._stop.wait(RETRY_SECONDS if self.runtime is None else max(every, 0))
+
+    def _load(self) -> None:
+        try:
+            if self.history is None:
+                self.history = History.from_tables(load_tables(self.settings.data_dir, require=["accounts"]))
+            self.runtime = Runtime(self.settings, self.history, load_scorer(self.settings))
+            self.load_error = None
+            log.info("Docket ready: models %s", self.runtime.scorer.model_versions)
+        except Exception as err:  # keep retrying; the reason is in the log and in 503 bodies
+            self.load_error = f"{type(err).__name__}: {err}"
+            log.warning("Docket not ready (%s); retrying in %.0fs", self.load_error, RETRY_SECONDS)
+
+    def reload_models(self, actor: str) -> Reload:
+        """Serve the models the champion aliases point at now, both loaded before one swap.
+
+        Raises (ModelNotFound when an alias points at nothing, or why loading failed)
+        and keeps the old models serving. A change is written to the audit trail
+        before it takes effect, so no unrecorded model ever serves.
+        """
+        with self._reloading:
+            current = self.runtime
+            if current is None:
+                raise RuntimeError("models are not loaded yet")
+            try:
+                done = reload(current)
+                if done.changed:
+                    with writing(self.engine) as conn:
+                        append_audit(conn, at=done.runtime.loaded_at, actor=actor, action="models.reloaded",
+                                     entity="models", entity_id=S.CHAMPION, before=done.previous,
+                                     after=done.runtime.scorer.model_versions, why=f"the {S.CHAMPION} aliases moved")
+            except Exception as err:
+                reason = f"{type(err).__name__}: {err}"
+                if reason != self.reload_error:  # a poll meeting the same failure logs it once
+                    log.warning("reload failed, still serving %s: %s", current.scorer.model_versions, reason)
+                self.reload_error = reason
+                raise
+            self.reload_error = None
+            if done.changed:
+                self.runtime = done.runtime  # one assignment: requests in flight finish with the old runtime
+                log.info("reloaded models %s (was %s) for %s", done.runtime.scorer.model_versions, done.previous,
+                         actor)
+            return done
+
+    def models(self) -> dict | None:
+        """The versions serving, when they were loaded, and how the service follows the champion; None before loading."""
+        runtime = self.runtime
+        if runtime is None:
+            return None
+        return {"model_versions": runtime.scorer.model_versions, "loaded_at": runtime.loaded_at.isoformat(),
+                "alias": S.CHAMPION, "reload_seconds": self.settings.reload_seconds,
+                "last_reload_error": self.reload_error}
 
     def _sweep(self) -> None:
         """Rescore reports the rules scored while the models were away; run the monitors on schedule."""
         every = self.triage.qp.monitor_every_minutes * 60
         last_monitor = 0.0
         while not self._stop.wait(self.triage.qp.sweep_seconds):
-            if self.runtime is None:
+            runtime = self.runtime
+            if runtime is None:
                 continue
             try:
-                n = self.triage.rescore_pending(self.runtime.history, self.runtime.scorer, datetime.now(UTC))
+                n = self.triage.rescore_pending(runtime.history, runtime.scorer, datetime.now(UTC))
                 if n:
                     log.info("rescored %d reports with the models", n)
                 if every and time.monotonic() - last_monitor >= every:
                     last_monitor = time.monotonic()
-                    self._monitor()
+                    self._monitor(runtime)
             except Exception:
                 log.exception("sweep failed")
 
-    def _monitor(self) -> None:
+    def _monitor(self, runtime: Runtime) -> None:
         """Transaction monitoring and fulfilment rules over the data source, fed through intake."""
         qp = self.triage.qp
         config = MonitorConfig.from_dict(qp.monitors)
         now = datetime.now(UTC)
-        found = run_monitors(load_tables(self.settings.data_dir), self.runtime.history, self.runtime.scorer, now, config)
+        found = run_monitors(load_tables(self.settings.data_dir), runtime.history, runtime.scorer, now, config)
         if not found:
             return
-        result = self.triage.intake(found, self.runtime.history, self.runtime.scorer, actor="system:monitor", now=now)
+        result = self.triage.intake(found, runtime.history, runtime.scorer, actor="system:monitor", now=now)
         log.info("monitors: %d cases found, %d new", len(found), len(result["accepted"]))
 
     @bentoml.on_shutdown
@@ -146,6 +212,33 @@ class Docket:
         except RequestError as err:
             return self._invalid(ctx, err)
         return penalty.decide(when, acc, vio, past, self.ledger.policy).to_dict()
+
+
+def _not_loaded(svc: Docket) -> JSONResponse:
+    return JSONResponse({"error": f"models are not loaded yet ({svc.load_error or 'loading'})"}, status_code=503)
+
+
+@http_app.post("/admin/reload")
+def admin_reload(request: Request, svc: Any = Depends(bentoml.get_current_service)):
+    """Pick up the champion models now (admin). 503 keeps the old models serving and says why."""
+    if svc.runtime is None:
+        return _not_loaded(svc)
+    try:
+        done = svc.reload_models(actor=actor_of(request))
+    except ModelNotFound as err:
+        return JSONResponse({"error": f"no champion to reload: {err}",
+                             "model_versions": svc.runtime.scorer.model_versions}, status_code=503)
+    except Exception as err:  # loading failed: the old models keep serving
+        return JSONResponse({"error": f"could not load the champion models ({type(err).__name__}: {err})",
+                             "model_versions": svc.runtime.scorer.model_versions}, status_code=503)
+    return {"model_versions": done.runtime.scorer.model_versions, "changed": done.changed,
+            "previous": done.previous, "loaded_at": done.runtime.loaded_at.isoformat()}
+
+
+@http_app.get("/models")
+def serving_models(svc: Any = Depends(bentoml.get_current_service)):
+    """The model versions serving and when they were loaded."""
+    return svc.models() or _not_loaded(svc)
 
 
 Docket.add_asgi_middleware(AuthMiddleware, keys_factory=lambda: Keys(make_engine(S.Settings.from_env().database_url)))

@@ -54,6 +54,26 @@ def load(name: str, alias: str) -> Loaded:
     return Loaded(name=name, version=str(version), bundle=model.unwrap_python_model().bundle)
 
 
+def version_of(name: str, alias: str) -> str:
+    """The version `models:/name@alias` points at, without loading anything (raises ModelNotFound if none).
+
+    Only a missing model or alias counts as "not found"; a registry that cannot be
+    reached raises its own error, so nobody is told to train when the server is down.
+    """
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise ModelNotFound(f"no version of model '{name}' has alias '{alias}'") from err
+        raise
+
+
+def load_version(name: str, version: str) -> Loaded:
+    """The bundle registered as `models:/name/version`."""
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return Loaded(name=name, version=str(version), bundle=model.unwrap_python_model().bundle)
+
+
 def has_alias(name: str, alias: str) -> bool:
     try:
         MlflowClient().get_model_version_by_alias(name, alias)
