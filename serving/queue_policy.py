@@ -7,6 +7,7 @@ come out in the same order.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +25,7 @@ from serving.penalty import DEFAULT_POLICY, PolicyError
 class QueuePolicy:
     goals_hours: dict[str, float]
     aging_points_per_goal: float
+    aging_cap_points: float  # math.inf when the policy file sets no cap
     claim_timeout_minutes: float
     alert_tier: int
     sweep_seconds: float
@@ -45,9 +47,14 @@ def parse_queue_policy(text: str) -> QueuePolicy:
     rp, q = raw["rules_priority"], raw["queue"]
     monitors = dict(raw.get("monitors") or {})
     every = float(monitors.pop("schedule_minutes", 0))
+    aging = float(q["aging_points_per_goal"])
+    cap = math.inf if q.get("aging_cap_points") is None else float(q["aging_cap_points"])
+    if aging < 0 or cap < 0:
+        raise PolicyError("queue: aging_points_per_goal and aging_cap_points must not be negative")
     return QueuePolicy(
         goals_hours=goals,
-        aging_points_per_goal=float(q["aging_points_per_goal"]),
+        aging_points_per_goal=aging,
+        aging_cap_points=cap,
         claim_timeout_minutes=float(q["claim_timeout_minutes"]),
         alert_tier=int(q["alert_tier"]),
         sweep_seconds=float(q["sweep_seconds"]),
@@ -79,8 +86,17 @@ def rules_priority(reports: pd.DataFrame, features: pd.DataFrame, qp: QueuePolic
 
 def effective_priority(base: np.ndarray, waited_seconds: np.ndarray, goal_hours: np.ndarray,
                        qp: QueuePolicy) -> np.ndarray:
-    """Base priority plus aging: `aging_points_per_goal` for every response-time goal waited, unbounded."""
-    return base + qp.aging_points_per_goal * np.maximum(waited_seconds, 0) / (goal_hours * 3600.0)
+    """Base priority plus capped aging: `aging_points_per_goal` for every response-time goal waited,
+    at most `aging_cap_points` in all.
+
+    The cap keeps aging a tie-breaker between cases of similar priority: a case that has waited
+    overtakes fresh ones up to `aging_cap_points` above it, never a fresh case far likelier to be
+    harmful. Uncapped, aging grew with the backlog until it decided the order by itself (first in,
+    first out among old cases) whenever the team fell behind. Nothing waits forever while the team's
+    capacity exceeds arrivals: the queue then empties again and again, and every case is reached.
+    """
+    aged = qp.aging_points_per_goal * np.maximum(waited_seconds, 0) / (goal_hours * 3600.0)
+    return base + np.minimum(aged, qp.aging_cap_points)
 
 
 def rank_cases(case_ids: np.ndarray, tier: np.ndarray, base: np.ndarray, opened_s: np.ndarray,

@@ -18,17 +18,20 @@ real stretch of time.
 
 Policies:
     "priority"  the live queue's rule (serving.queue_policy.rank_cases, tier 0 for every case):
-                effective priority = base + aging_points_per_goal x goals waited, rounded to 6
-                decimals; ties by the earlier deadline (created_at + goal), then report_id.
+                effective priority = base + min(aging_points_per_goal x goals waited, aging_cap_points),
+                rounded to 6 decimals; ties by the earlier deadline (created_at + goal), then report_id.
     "fifo"      arrival order: created_at, then report_id.
 
-Speed: aging is linear in time with a slope that depends only on the case's goal
-(aging_points_per_goal / goal), so cases with the same goal never change order among
-themselves. Waiting cases are kept in one heap per distinct goal, keyed by the time-free
-intercept base - slope x created; a pick compares only the heads of those heaps (at most one
-per distinct goal) at the pick time, using the live queue's exact key. Near-ties that the
-6-decimal rounding could reorder are resolved by also evaluating every case within 1e-5 of its
-heap's head. The clock runs in integer nanoseconds from the first arrival (so a pick is never
+Speed: while a case ages, its aging is linear in time with a slope that depends only on its goal
+(aging_points_per_goal / goal); once it reaches the cap (at created + goal x cap / aging points per
+goal) its effective priority is base + cap. So cases with the same goal that are both still
+aging, or both capped, never change order among themselves, and cases of one goal reach the cap in
+arrival order. Waiting cases are kept in two heaps per distinct goal: the aging ones keyed by the
+time-free intercept base - slope x created, the capped ones by base; before each pick the cases
+whose cap time has passed move from the first to the second (stale entries are skipped). A pick
+compares only the heads of those heaps (at most two per distinct goal) at the pick time, using the
+live queue's exact key. Near-ties that the 6-decimal rounding could reorder are resolved by also
+evaluating every case within 1e-5 of its heap's head. The clock runs in integer nanoseconds from the first arrival (so a pick is never
 before its arrival by a rounding error); the ranking sees seconds as floats, as the live queue
 does. 20k cases replay in about a third of a second.
 
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,8 +101,8 @@ def arrival_rate(arrivals: pd.DataFrame, window_minutes: float | None = None) ->
 
 
 def replay(arrivals: pd.DataFrame, priority: np.ndarray, team: Team, goals_hours: dict[str, float],
-           aging_points_per_goal: float, policy: str = "priority", *, window_minutes: float | None = None,
-           drain_hours: float | None = None) -> pd.DataFrame:
+           aging_points_per_goal: float, policy: str = "priority", *, aging_cap_points: float = math.inf,
+           window_minutes: float | None = None, drain_hours: float | None = None) -> pd.DataFrame:
     """Replay the arrivals through the team; one row per case, in the order of `arrivals`.
 
     Args:
@@ -107,6 +111,8 @@ def replay(arrivals: pd.DataFrame, priority: np.ndarray, team: Team, goals_hours
         team: capacity share and handle time.
         goals_hours: response-time goal per category, hours.
         aging_points_per_goal: points a case gains per goal waited.
+        aging_cap_points: the most points aging adds (the live queue's QueuePolicy.aging_cap_points;
+            the default, no cap, is not the live queue's policy: pass it).
         policy: "priority" (the live queue's rule) or "fifo".
         window_minutes: the window the mean arrival rate is measured over (default first to last arrival).
         drain_hours: stop this long after the last arrival (default: run until every case is picked).
@@ -116,6 +122,8 @@ def replay(arrivals: pd.DataFrame, priority: np.ndarray, team: Team, goals_hours
     """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+    if aging_points_per_goal < 0 or aging_cap_points < 0:
+        raise ValueError("aging_points_per_goal and aging_cap_points must not be negative")
     missing = [c for c in ("report_id", "created_at", "category") if c not in arrivals.columns]
     if missing:
         raise ValueError(f"arrivals lacks columns {missing}")
@@ -141,7 +149,7 @@ def replay(arrivals: pd.DataFrame, priority: np.ndarray, team: Team, goals_hours
     if policy == "fifo":
         queue = _FifoQueue(opened, id_rank)
     else:
-        queue = _AgingQueue(base, opened, goal_h, id_rank, float(aging_points_per_goal))
+        queue = _AgingQueue(base, opened, goal_h, id_rank, float(aging_points_per_goal), float(aging_cap_points))
     picked, seq = _run(opened_ns, id_rank, queue, staff, stop)
 
     done = seq >= 0
@@ -204,43 +212,71 @@ class _FifoQueue:
 
 
 class _AgingQueue:
-    """The live queue's order, with one heap per distinct goal keyed by the time-free intercept.
+    """The live queue's order, with two heaps per distinct goal: cases still aging, and capped ones.
 
-    Within one goal every case ages at the same rate, so the order by intercept
-    (base - slope x opened) never changes; only the heads of the heaps (plus near-ties
-    the rounding could reorder) are compared at pick time, with rank_cases' exact key.
+    Within one goal every aging case gains points at the same rate, so their order by intercept
+    (base - slope x opened) never changes; every capped case sits at base + cap, so their order by
+    base never changes; and cases of one goal reach the cap in arrival order (a deque per goal says
+    which to move next). Only the heads of the heaps (plus near-ties the rounding could reorder) are
+    compared at pick time, with rank_cases' exact key.
     """
 
-    def __init__(self, base: np.ndarray, opened: np.ndarray, goal_h: np.ndarray, id_rank: np.ndarray, aging: float):
-        self._base, self._opened, self._goal_h, self._id, self._aging = base, opened, goal_h, id_rank, aging
+    def __init__(self, base: np.ndarray, opened: np.ndarray, goal_h: np.ndarray, id_rank: np.ndarray, aging: float,
+                 cap: float = math.inf):
+        self._base, self._opened, self._goal_h, self._id, self._aging, self._cap = base, opened, goal_h, id_rank, aging, cap
         self._deadline = opened + goal_h * 3600.0
         self._intercept = base - aging * opened / (goal_h * 3600.0)
-        self._heaps: dict[float, list[tuple[float, float, int, int]]] = {}
+        reaches_cap = aging > 0 and math.isfinite(cap)
+        self._cap_at = opened + (cap / aging) * goal_h * 3600.0 if reaches_cap else np.full(len(base), math.inf)
+        self._aging_heaps: dict[float, list[tuple[float, float, int, int]]] = {}
+        self._capped_heaps: dict[float, list[tuple[float, float, int, int]]] = {}
+        self._arrived: dict[float, deque[int]] = {}
+        self._capped = np.zeros(len(base), dtype=bool)
+        self._done = np.zeros(len(base), dtype=bool)
         self._size = 0
 
     def __bool__(self) -> bool:
         return self._size > 0
 
     def push(self, i: int) -> None:
+        goal = float(self._goal_h[i])
         entry = (-float(self._intercept[i]), float(self._deadline[i]), int(self._id[i]), i)
-        heapq.heappush(self._heaps.setdefault(float(self._goal_h[i]), []), entry)
+        heapq.heappush(self._aging_heaps.setdefault(goal, []), entry)
+        self._capped_heaps.setdefault(goal, [])
+        self._arrived.setdefault(goal, deque()).append(i)
         self._size += 1
 
+    def _move_capped(self, now: float) -> None:
+        """Cases whose aging reached the cap by `now` leave the aging heap (lazily) for the capped one."""
+        for goal, arrived in self._arrived.items():
+            while arrived and self._cap_at[arrived[0]] <= now:
+                i = arrived.popleft()
+                if not self._done[i]:
+                    self._capped[i] = True
+                    entry = (-float(self._base[i]), float(self._deadline[i]), int(self._id[i]), i)
+                    heapq.heappush(self._capped_heaps[goal], entry)
+
     def pop_best(self, now: float) -> int:
+        self._move_capped(now)
         candidates: list[tuple[list, tuple]] = []
-        for heap in self._heaps.values():
-            if not heap:
-                continue
-            limit = heap[0][0] + TIE_TOLERANCE
-            while heap and heap[0][0] <= limit:
-                candidates.append((heap, heapq.heappop(heap)))
+        done, capped = self._done, self._capped
+        heaps = [(h, True) for h in self._aging_heaps.values()] + [(h, False) for h in self._capped_heaps.values()]
+        for heap, aging in heaps:
+            limit = None
+            while heap and (limit is None or heap[0][0] <= limit):
+                entry = heapq.heappop(heap)
+                if done[entry[3]] or (aging and capped[entry[3]]):
+                    continue  # stale: picked already, or (aging heap) moved to the capped heap
+                limit = entry[0] + TIE_TOLERANCE if limit is None else limit
+                candidates.append((heap, entry))
         idx = np.array([entry[3] for _, entry in candidates])
-        eff = np.round(self._base[idx] + self._aging * np.maximum(now - self._opened[idx], 0)
-                       / (self._goal_h[idx] * 3600.0), ROUND_DECIMALS)
+        aged = self._aging * np.maximum(now - self._opened[idx], 0) / (self._goal_h[idx] * 3600.0)
+        eff = np.round(self._base[idx] + np.minimum(aged, self._cap), ROUND_DECIMALS)
         best = min(range(len(idx)), key=lambda j: (-eff[j], self._deadline[idx[j]], self._id[idx[j]]))
         for j, (heap, entry) in enumerate(candidates):
             if j != best:
                 heapq.heappush(heap, entry)
+        self._done[idx[best]] = True
         self._size -= 1
         return int(idx[best])
 

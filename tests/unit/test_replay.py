@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from training.replay import (
 T0 = pd.Timestamp("2025-03-01 20:00", tz="UTC")
 GOALS = {"threats_of_harm": 1.0, "harassment": 8.0, "spam": 48.0}
 AGING = 50.0
+UNCAPPED = math.inf
 
 
 def cases(rows: list[tuple[str, float, str]]) -> pd.DataFrame:
@@ -43,12 +45,13 @@ def cases(rows: list[tuple[str, float, str]]) -> pd.DataFrame:
 
 
 def one_investigator(arrivals: pd.DataFrame, priority, minutes_per_case: float, policy: str = "priority",
-                     goals: dict = GOALS) -> pd.DataFrame:
+                     goals: dict = GOALS, cap: float = UNCAPPED) -> pd.DataFrame:
     """A team of exactly one investigator taking `minutes_per_case` per case (window chosen to make it so)."""
     team = Team(1.0, handle_minutes=minutes_per_case)
     window = len(arrivals) * minutes_per_case
     assert staffing(team, arrival_rate(arrivals, window)).investigators == 1
-    return replay(arrivals, np.asarray(priority, float), team, goals, AGING, policy, window_minutes=window)
+    return replay(arrivals, np.asarray(priority, float), team, goals, AGING, policy, aging_cap_points=cap,
+                  window_minutes=window)
 
 
 def picked_order(result: pd.DataFrame) -> list[str]:
@@ -86,6 +89,24 @@ def test_aging_lets_an_old_low_case_overtake_a_new_high_one_after_enough_goals(b
                       ("new_high", busy_minutes - 1, "threats_of_harm")])
     result = one_investigator(arrivals, [100, 10, 60], minutes_per_case=busy_minutes)
     assert picked_order(result)[:2] == ["blocker", first_after_blocker]
+
+
+@pytest.mark.parametrize("new_priority, first_after_blocker", [(30, "old_low"), (40, "new_high")])
+def test_capped_aging_lifts_an_old_case_over_newer_ones_only_up_to_the_cap(new_priority, first_after_blocker):
+    # After 90 minutes of a one-hour goal the old case has aged 75 points, capped at 25: 10 + 25 = 35,
+    # above a new case at 30 but below one at 40, however long it has waited.
+    arrivals = cases([("blocker", 0, "threats_of_harm"), ("old_low", 0, "threats_of_harm"),
+                      ("new_high", 89, "threats_of_harm")])
+    result = one_investigator(arrivals, [100, 10, new_priority], minutes_per_case=90, cap=25.0)
+    assert picked_order(result)[:2] == ["blocker", first_after_blocker]
+
+
+def test_the_policy_file_caps_aging_and_the_live_rule_applies_the_cap():
+    qp = load_queue_policy()
+    assert 0 < qp.aging_cap_points < 100 and qp.aging_points_per_goal > 0
+    _, eff = rank_cases(np.array(["a", "b"]), np.zeros(2), np.array([10.0, 10.0]), np.array([0.0, 0.0]),
+                        np.array([1.0, 1.0]), 1e6, qp)  # both waited ~278 goals
+    assert eff.tolist() == [10.0 + qp.aging_cap_points] * 2
 
 
 def test_ties_go_to_the_earlier_deadline_then_the_report_id_and_repeat_exactly():
@@ -138,15 +159,16 @@ def queues(draw):
     return cases(rows), np.array(priority), Team(share, handle)
 
 
-@settings(max_examples=150, deadline=None)
-@given(queues(), st.sampled_from(["priority", "fifo"]))
-def test_every_case_is_picked_once_never_early_and_in_the_live_queues_order(queue, policy):
+@settings(max_examples=250, deadline=None)
+@given(queues(), st.sampled_from(["priority", "fifo"]), st.sampled_from([AGING, 5.0, 0.0]),
+       st.sampled_from([UNCAPPED, 25.0, 4.0, 0.0]))
+def test_every_case_is_picked_once_never_early_and_in_the_live_queues_order(queue, policy, aging, cap):
     arrivals, priority, team = queue
     window = 600.0
-    result = replay(arrivals, priority, team, GOALS, AGING, policy, window_minutes=window)
+    result = replay(arrivals, priority, team, GOALS, aging, policy, aging_cap_points=cap, window_minutes=window)
     assert result["picked"].all() and sorted(result["pick_seq"]) == list(range(len(arrivals)))
     assert (result["picked_at"] >= arrivals["created_at"]).all()
-    qp = dataclasses.replace(load_queue_policy(), aging_points_per_goal=AGING)
+    qp = dataclasses.replace(load_queue_policy(), aging_points_per_goal=aging, aging_cap_points=cap)
     t0 = arrivals["created_at"].min()  # the replay's clock starts at the first arrival
     opened = ((arrivals["created_at"] - t0) / pd.Timedelta(seconds=1)).to_numpy(float)
     picked = ((result["picked_at"] - t0) / pd.Timedelta(seconds=1)).to_numpy(float)
@@ -192,7 +214,8 @@ def window(tables):
 def _replay_window(window, share: float, policy: str) -> pd.DataFrame:
     arrivals, priority = window
     qp = load_queue_policy()
-    return replay(arrivals, priority, Team(share), qp.goals_hours, qp.aging_points_per_goal, policy)
+    return replay(arrivals, priority, Team(share), qp.goals_hours, qp.aging_points_per_goal, policy,
+                  aging_cap_points=qp.aging_cap_points)
 
 
 def test_window_is_the_last_fifth_of_reports_with_outcome_labels(tables, window):
