@@ -1,65 +1,19 @@
 """The `docket` command line: one command per stage, errors turned into exit codes here only."""
 from __future__ import annotations
 
-import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from features import settings as S
+from serving import cli_models
+from serving.cli_support import DATA_HELP, CliError, err, steps
+from serving.cli_support import data_dir as _data_dir
+from serving.cli_support import run as _run
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Docket: Trust & Safety triage and fraud scoring.")
-err = Console(stderr=True)
-out = Console()
-
-
-DATA_HELP = "Folder with the tables, Parquet or CSV [default: DOCKET_DATA_DIR or ./data]."
-
-
-def _data_dir(data: Path | None) -> Path:
-    return data or S.Settings.from_env().data_dir
-
-
-class CliError(Exception):
-    """A failure to report as one readable line and a non-zero exit."""
-
-
-@contextmanager
-def steps(title: str, names: Sequence[str]) -> Iterator[Callable[[str], None]]:
-    """A progress bar over named stages; yields the callback that marks a stage done."""
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=err, transient=False) as progress:
-        task = progress.add_task(f"{title}: {names[0] if names else ''}", total=len(names))
-        done = iter(names[1:])
-
-        def advance(step: str) -> None:
-            progress.update(task, advance=1, description=f"{title}: {next(done, 'done')}")
-
-        yield advance
-
-
-def _run(fn: Callable[[], None]) -> None:
-    """Call fn, mapping the project's expected failures to exit code 2 and a one-line message."""
-    from features.validate import ContractError
-    from training.registry import ModelNotFound
-
-    try:
-        fn()
-    except ContractError as e:
-        err.print(f"[red]error:[/red] invalid data: {len(e.problems)} problem(s)", highlight=False)
-        for line in str(e).splitlines():
-            err.print(f"  {line}", highlight=False, markup=False)
-        raise typer.Exit(2)
-    except (CliError, ModelNotFound, FileNotFoundError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(2)
 
 
 @app.command()
@@ -131,41 +85,9 @@ def features(
     _run(go)
 
 
-@app.command()
-def train(
-    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
-    alias: str = typer.Option(S.CHAMPION, "--alias", help="Alias to point at the new versions."),
-    unless_champion: bool = typer.Option(False, "--unless-champion", help="Do nothing if a champion already exists."),
-) -> None:
-    """Train both models on the past, validate on the future, log to MLflow and register them."""
-
-    def go() -> None:
-        import mlflow
-
-        from features.io import load_tables
-        from training import registry
-        from training.train import TRAIN_STEPS
-        from training.train import train as run
-
-        settings = S.Settings.from_env()
-        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-        # Cloudpickle is chosen on purpose (the bundle holds LightGBM boosters): keep its notice out of the way.
-        logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-        if unless_champion and all(registry.has_alias(m, S.CHAMPION) for m in (S.SEVERITY_MODEL, S.FRAUD_MODEL)):
-            err.print("champion models already registered; nothing to do")
-            return
-        tables = load_tables(_data_dir(data))
-        with steps("train", list(TRAIN_STEPS)) as advance:
-            result = run(tables, settings, alias=alias, on_step=advance)
-        table = Table(title=f"validation window metrics (run {result.run_id[:8]})")
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for k, v in result.metrics.items():
-            table.add_row(k, f"{v:.4f}")
-        out.print(table)
-        err.print("registered " + ", ".join(f"{n} v{v} @{alias}" for n, v in result.versions.items()), highlight=False)
-
-    _run(go)
+app.command()(cli_models.train)
+app.command()(cli_models.evaluate)
+app.command()(cli_models.promote)
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: stored hashed, shown once.")

@@ -50,10 +50,11 @@ def settings(data_dir, mlflow_uri) -> S.Settings:
 
 @pytest.fixture(scope="session")
 def trained(tables, settings):
-    """A real training run registered in a throwaway MLflow registry."""
+    """A real training run registered in a throwaway MLflow registry (the first, so champion too)."""
+    from serving.queue_policy import load_queue_policy
     from training.train import train
 
-    return train(tables, settings)
+    return train(tables, settings, rules=load_queue_policy())
 
 
 def as_request(reports: pd.DataFrame) -> list[dict]:

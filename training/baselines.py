@@ -106,8 +106,21 @@ def logistic_regression_pipeline(X: pd.DataFrame, seed: int) -> Pipeline:
 def logistic_regression_scores(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame,
                                seed: int) -> np.ndarray:
     """P(y = 1) from a logistic regression on all features: the simplest model that uses them all."""
+    return logistic_regression_proba(X_train, y_train, X_test, seed, n_classes=2)[:, 1]
+
+
+def logistic_regression_proba(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame, seed: int,
+                              n_classes: int) -> np.ndarray:
+    """Class probabilities (n, n_classes) from a (multinomial) logistic regression on all features."""
     pipe = logistic_regression_pipeline(X_train, seed).fit(_as_str(X_train), np.asarray(y_train))
-    return pipe.predict_proba(_as_str(X_test))[:, 1]
+    return _all_classes(pipe.predict_proba(_as_str(X_test)), pipe.classes_, n_classes)
+
+
+def _all_classes(proba: np.ndarray, seen: np.ndarray, n_classes: int) -> np.ndarray:
+    """Probabilities for every class 0..n-1, zero for a class training never saw."""
+    out = np.zeros((len(proba), n_classes))
+    out[:, np.asarray(seen, int)] = proba
+    return out
 
 
 def _as_str(X: pd.DataFrame) -> pd.DataFrame:
@@ -121,10 +134,32 @@ def depth2_tree_scores(train_raw: pd.DataFrame, y_train: np.ndarray, test_raw: p
     What a reviewer could learn from the intake form in two questions; the bar the
     history features must clear.
     """
+    return depth2_tree_proba(train_raw, y_train, test_raw, n_classes=2)[:, 1]
+
+
+def depth2_tree_proba(train_raw: pd.DataFrame, y_train: np.ndarray, test_raw: pd.DataFrame,
+                      n_classes: int) -> np.ndarray:
+    """Class probabilities (n, n_classes) from the depth-2 tree on the raw report fields."""
     enc = OneHotEncoder(handle_unknown="ignore")
     Xtr = enc.fit_transform(train_raw[RAW_REPORT_FIELDS].astype(str))
     tree = DecisionTreeClassifier(max_depth=2, random_state=0).fit(Xtr, np.asarray(y_train))
-    return tree.predict_proba(enc.transform(test_raw[RAW_REPORT_FIELDS].astype(str)))[:, 1]
+    proba = tree.predict_proba(enc.transform(test_raw[RAW_REPORT_FIELDS].astype(str)))
+    return _all_classes(proba, tree.classes_, n_classes)
+
+
+def depth2_feature_tree_scores(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame) -> np.ndarray:
+    """P(y = 1) from a depth-2 tree over all features (categoricals as codes, gaps left to the tree).
+
+    For orders, which have no intake form: the best two questions about the order and its accounts.
+    """
+    tree = DecisionTreeClassifier(max_depth=2, random_state=0).fit(_codes(X_train), np.asarray(y_train))
+    return _all_classes(tree.predict_proba(_codes(X_test)), tree.classes_, 2)[:, 1]
+
+
+def _codes(X: pd.DataFrame) -> np.ndarray:
+    """Numbers a tree can split: categoricals as their codes (missing -1), infinities as missing."""
+    cols = {c: (X[c].cat.codes if isinstance(X[c].dtype, pd.CategoricalDtype) else X[c]) for c in X.columns}
+    return _finite(pd.DataFrame(cols)).to_numpy(float)
 
 
 def oracle_scores(truth_probabilities: np.ndarray) -> np.ndarray:

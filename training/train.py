@@ -1,39 +1,48 @@
-"""Train, validate and register both models: the `docket train` stage.
+"""Train, evaluate and register both models: the `docket train` stage.
 
-Train on the past, calibrate on the window after it, validate on the most
-recent window; log everything to MLflow; register `docket-severity` and
-`docket-fraud` and point an alias (by default `champion`) at the new versions.
+Training is an evaluation whose models are kept: fit on the training window (labels as known
+when it ends, the latest rows calibrating), measure the models and every baseline on the
+held-out test window (training.evaluation), log everything to MLflow with a model card, and
+register `docket-severity` and `docket-fraud` under an alias, by default `challenger`; `docket
+promote` decides whether they become `champion`. The very first models become champion too,
+since there is nothing to compare them with and a service needs something to serve.
 """
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 
 from features import settings as S
-from features.build import ORDER_FEATURES, REPORT_FEATURES, History
-from features import vocabulary as V
-from training import plots, registry
-from training.baselines import depth2_tree_scores
+from features.build import ORDER_FEATURES, REPORT_FEATURES
+from training import evaluation_output, model_card, plots, registry
 from training.bundles import FraudBundle, SeverityBundle
-from training.datasets import Labelled, labelled_orders, labelled_reports, temporal_split
-from training.metrics import binary_metrics, multiclass_metrics
-from training.models import BinaryModel, MulticlassModel
+from training.evaluation import Evaluation, Options, QueueRules, evaluate, flatten
+from training.evaluation_data import prepare
+from training.windows import resolve_windows
 
-TRAIN_STEPS = ("features", "validity", "severity", "fraud", "plots", "register")
+TRAIN_STEPS = ("features", "report models", "order model", "log", "register")
 EXPERIMENT = "docket"
+CHALLENGER = "challenger"
+
+
+class CannotTrain(ValueError):
+    """The data cannot give both registered models (a table is missing or has no labels)."""
 
 
 @dataclass
 class TrainResult:
     run_id: str
     versions: dict[str, str]
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # flattened figures: "task.ranker.metric"
     rows: dict[str, int] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    evaluation: Evaluation | None = None
 
 
 def data_fingerprint(tables: dict[str, pd.DataFrame]) -> str:
@@ -45,121 +54,73 @@ def data_fingerprint(tables: dict[str, pd.DataFrame]) -> str:
     return digest.hexdigest()[:16]
 
 
-def raw_field_tree_auc(train: Labelled, test: Labelled, label: str = "valid") -> float:
-    """ROC AUC of a depth-2 tree on the raw report fields alone: the bar the full model must clear."""
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(test.labels[label], depth2_tree_scores(train.X, train.labels[label], test.X)))
-
-
-def _split(data: Labelled) -> tuple[Labelled, Labelled, Labelled]:
-    tr, cal, te = temporal_split(data.times)
-    return data.take(tr), data.take(cal), data.take(te)
-
-
 def train(
     tables: dict[str, pd.DataFrame],
     settings: S.Settings,
-    alias: str = S.CHAMPION,
+    alias: str = CHALLENGER,
     on_step: Callable[[str], None] = lambda step: None,
+    rules: QueueRules | None = None,
+    **windows,
 ) -> TrainResult:
-    """Fit all four classifiers, log them with metrics and plots, register both bundles under `alias`."""
+    """Fit, evaluate, log and register; `rules` (serving's queue policy) adds the rules baseline and the
+    queue replay; `windows` are resolve_windows' keywords (default: the last 20% held out)."""
     seed, threads = settings.seed, max(settings.num_threads, 2)
-    history = History.from_tables(tables)
-    reports = labelled_reports(tables, history)
-    orders = labelled_orders(tables, history)
+    prep = prepare(tables)
     on_step("features")
-
-    r_tr, r_cal, r_te = _split(reports)
-    o_tr, o_cal, o_te = _split(orders)
-    report_cols = list(REPORT_FEATURES)
-
-    validity = BinaryModel(report_cols, seed=seed, num_threads=threads).fit(
-        r_tr.X, r_tr.labels["valid"], r_cal.X, r_cal.labels["valid"]
-    )
-    on_step("validity")
-
-    def valid_only(d: Labelled) -> Labelled:
-        return d.take(d.labels["severity"] >= 0)
-
-    s_tr, s_cal, s_te = valid_only(r_tr), valid_only(r_cal), valid_only(r_te)
-    severity = MulticlassModel(report_cols, list(V.SEVERITIES), seed=seed, num_threads=threads).fit(
-        s_tr.X, s_tr.labels["severity"], s_cal.X, s_cal.labels["severity"]
-    )
-    on_step("severity")
-
-    fraud_report = BinaryModel(report_cols, seed=seed, num_threads=threads).fit(
-        r_tr.X, r_tr.labels["fraud"], r_cal.X, r_cal.labels["fraud"]
-    )
-    fraud_order = BinaryModel(list(ORDER_FEATURES), seed=seed, num_threads=threads).fit(
-        o_tr.X, o_tr.labels["fraud"], o_cal.X, o_cal.labels["fraud"]
-    )
-    on_step("fraud")
-
-    p_valid = validity.predict_proba(r_te.X)
-    p_fraud_r = fraud_report.predict_proba(r_te.X)
-    p_fraud_o = fraud_order.predict_proba(o_te.X)
-    metrics = {
-        **{f"validity_{k}": v for k, v in binary_metrics(r_te.labels["valid"], p_valid).items()},
-        **{f"severity_{k}": v for k, v in multiclass_metrics(s_te.labels["severity"], severity.predict_proba(s_te.X)).items()},
-        **{f"fraud_report_{k}": v for k, v in binary_metrics(r_te.labels["fraud"], p_fraud_r).items()},
-        **{f"fraud_order_{k}": v for k, v in binary_metrics(o_te.labels["fraud"], p_fraud_o).items()},
-        "baseline_tree_validity_roc_auc": raw_field_tree_auc(r_tr, r_te),
-    }
+    w = resolve_windows(tables, **windows)
+    ev = evaluate(prep, w, rules, Options(seed=seed, threads=threads), on_step=on_step)
+    if ev.report_models is None or ev.order_model is None:
+        reasons = "; ".join(f"{k}: {v}" for k, v in ev.report["skipped"].items())
+        raise CannotTrain(f"training registers the report and order models together and cannot here ({reasons}); "
+                          "`docket evaluate` works on partial data")
+    fingerprint = data_fingerprint(tables)
+    metrics = flatten(ev.report)
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name="train") as run:
+    with mlflow.start_run(run_name="train") as run, tempfile.TemporaryDirectory() as tmp:
+        m = ev.report_models
         mlflow.log_params({
-            "seed": seed, "num_threads": threads, "split": "0.7/0.1/0.2 by time",
-            "n_estimators_binary": validity.n_estimators, "n_estimators_severity": severity.n_estimators,
-            **{f"lgbm_{k}": v for k, v in validity.params.items()},
+            "seed": seed, "num_threads": threads, "calibration": "latest 12.5% of the training window",
+            "n_estimators_binary": m.validity.n_estimators, "n_estimators_severity": m.severity.n_estimators,
+            **{f"lgbm_{k}": v for k, v in m.validity.params.items()},
         })
-        mlflow.set_tags({
-            "data_fingerprint": data_fingerprint(tables),
-            "train_window": _window(r_tr.times), "calibration_window": _window(r_cal.times),
-            "validation_window": _window(r_te.times),
-        })
-        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        written = evaluation_output.write([ev], Path(tmp), fingerprint)
+        for name, fig in _importance_figures(ev).items():
+            fig.savefig(Path(tmp) / name, dpi=110)
+            plots.plt.close(fig)
+            written[name] = Path(tmp) / name
+        evaluation_output.log_to_mlflow([ev], written, fingerprint)
         mlflow.log_dict({"report": REPORT_FEATURES, "order": ORDER_FEATURES}, "features.json")
-        _log_plots(r_te, o_te, p_valid, p_fraud_r, p_fraud_o, validity, severity, fraud_report, fraud_order)
-        on_step("plots")
+        on_step("log")
         versions = {
             S.SEVERITY_MODEL: registry.log_and_register(
-                SeverityBundle(validity, severity), S.SEVERITY_MODEL, "severity", r_te.X.head(3)),
+                SeverityBundle(m.validity, m.severity), S.SEVERITY_MODEL, "severity", _example(prep.reports.X)),
             S.FRAUD_MODEL: registry.log_and_register(
-                FraudBundle(fraud_report, fraud_order), S.FRAUD_MODEL, "fraud", o_te.X.head(3)),
+                FraudBundle(m.fraud, ev.order_model), S.FRAUD_MODEL, "fraud", _example(prep.orders.X)),
         }
+        aliases = [alias]
+        if not all(registry.has_alias(name, S.CHAMPION) for name in versions):
+            aliases.append(S.CHAMPION)  # the first models: nothing to compare with, and a service needs one
         for name, version in versions.items():
-            registry.set_alias(name, alias, version)
-        mlflow.set_tag("registered", ", ".join(f"{n} v{v} @{alias}" for n, v in versions.items()))
+            for a in aliases:
+                registry.set_alias(name, a, version)
+        mlflow.set_tag("registered", ", ".join(f"{n} v{v}" for n, v in versions.items()) + f" @{', @'.join(aliases)}")
+        mlflow.log_text(model_card.render(ev, versions, fingerprint, run.info.run_id), "model_card.md")
         on_step("register")
-    rows = {"reports_train": len(r_tr.ids), "reports_validation": len(r_te.ids),
-            "orders_train": len(o_tr.ids), "orders_validation": len(o_te.ids)}
-    return TrainResult(run_id=run.info.run_id, versions=versions, metrics=metrics, rows=rows)
+    return TrainResult(run_id=run.info.run_id, versions=versions, metrics=metrics, rows=dict(ev.report["rows"]),
+                       aliases=tuple(aliases), evaluation=ev)
 
 
-def _window(times: np.ndarray) -> str:
-    if len(times) == 0:
-        return "empty"
-    lo, hi = pd.to_datetime([times.min(), times.max()], unit="s", utc=True)
-    return f"{lo:%Y-%m-%d} .. {hi:%Y-%m-%d}"
+def _example(X: pd.DataFrame) -> pd.DataFrame:
+    return X.head(3).reset_index(drop=True)
 
 
-def _log_plots(r_te, o_te, p_valid, p_fraud_r, p_fraud_o, validity, severity, fraud_report, fraud_order) -> None:
-    curves = {
-        "validity": (r_te.labels["valid"], p_valid),
-        "fraud (reports)": (r_te.labels["fraud"], p_fraud_r),
-        "fraud (orders)": (o_te.labels["fraud"], p_fraud_o),
-    }
-    figures = {
-        "plots/precision_recall.png": plots.precision_recall(curves),
-        "plots/calibration.png": plots.calibration(curves),
-    }
-    for name, model in (("validity", validity), ("severity", severity), ("fraud_report", fraud_report),
-                        ("fraud_order", fraud_order)):
+def _importance_figures(ev: Evaluation) -> dict[str, plots.plt.Figure]:
+    m = ev.report_models
+    figures = {}
+    for name, model in (("validity", m.validity), ("severity", m.severity), ("fraud_report", m.fraud),
+                        ("fraud_order", ev.order_model)):
         gains = model.booster_.feature_importance(importance_type="gain")
         figures[f"plots/importance_{name}.png"] = plots.importance(model.features, gains, f"{name}: top features")
-    for path, fig in figures.items():
-        mlflow.log_figure(fig, path)
-        plots.plt.close(fig)
+    return figures

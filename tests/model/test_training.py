@@ -9,13 +9,15 @@ from features import settings as S
 from training import registry
 
 
-def test_training_registers_both_models_under_champion(trained, settings):
+def test_first_training_registers_both_models_as_challenger_and_champion(trained, settings):
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = MlflowClient()
+    assert set(trained.aliases) == {"challenger", S.CHAMPION}
     for name in (S.SEVERITY_MODEL, S.FRAUD_MODEL):
-        version = client.get_model_version_by_alias(name, S.CHAMPION)
-        assert str(version.version) == trained.versions[name]
-        assert version.run_id == trained.run_id
+        for alias in trained.aliases:
+            version = client.get_model_version_by_alias(name, alias)
+            assert str(version.version) == trained.versions[name]
+            assert version.run_id == trained.run_id
 
 
 def test_training_run_logs_params_metrics_features_fingerprint_and_plots(trained, settings):
@@ -24,31 +26,46 @@ def test_training_run_logs_params_metrics_features_fingerprint_and_plots(trained
     run = client.get_run(trained.run_id)
     assert run.data.params["seed"] == str(settings.seed)
     assert len(run.data.tags["data_fingerprint"]) == 16
-    for key in ("validity_roc_auc", "severity_macro_f1", "fraud_report_average_precision",
-                "fraud_order_roc_auc", "baseline_tree_validity_roc_auc"):
-        assert key in run.data.metrics
+    assert run.data.tags["window.test_start"] == trained.evaluation.windows.test_start.isoformat()
+    for key in ("validity.model.roc_auc", "severity.model.macro_f1", "fraud_reports.model.average_precision",
+                "fraud_orders.model.roc_auc", "validity.depth2_tree.roc_auc", "fraud_reports.oracle.average_precision",
+                "queue.1.model.urgent_speedup_vs_fifo"):
+        assert key in run.data.metrics, key
     artifacts = {a.path for a in client.list_artifacts(trained.run_id, "plots")}
-    assert {"plots/precision_recall.png", "plots/calibration.png", "plots/importance_validity.png"} <= artifacts
-    assert "features.json" in {a.path for a in client.list_artifacts(trained.run_id)}
+    assert {"plots/fraud_reports_precision_recall.png", "plots/fraud_orders_calibration.png",
+            "plots/queue_replay.png", "plots/importance_validity.png"} <= artifacts
+    top = {a.path for a in client.list_artifacts(trained.run_id)}
+    assert {"features.json", "evaluation.json", "model_card.md"} <= top
+
+
+def test_model_card_states_purpose_data_baselines_and_limits(trained, settings):
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    card = mlflow.artifacts.load_text(f"runs:/{trained.run_id}/model_card.md")
+    ap = trained.evaluation.report["fraud_reports"]["rankers"]["model"]["average_precision"]
+    assert f"docket-fraud v{trained.versions[S.FRAUD_MODEL]}" in card
+    assert f"{ap:.3f}" in card  # the run's own figure, not a template's
+    for heading in ("What the models are for", "What data they saw", "against the baselines", "should not be trusted"):
+        assert heading in card
+    assert "{" not in card  # every placeholder filled
 
 
 def test_full_model_clearly_beats_a_depth2_tree_on_raw_fields(trained):
     m = trained.metrics
-    assert m["validity_roc_auc"] - m["baseline_tree_validity_roc_auc"] >= 0.08, m
+    assert m["validity.model.roc_auc"] - m["validity.depth2_tree.roc_auc"] >= 0.08, m
 
 
 def test_models_rank_far_better_than_chance(trained):
     m = trained.metrics
-    assert m["validity_roc_auc"] > 0.8
-    assert m["fraud_report_roc_auc"] > 0.85
-    assert m["fraud_order_roc_auc"] > 0.8
-    assert m["severity_quadratic_kappa"] > 0.3
+    assert m["validity.model.roc_auc"] > 0.8
+    assert m["fraud_reports.model.roc_auc"] > 0.85
+    assert m["fraud_orders.model.roc_auc"] > 0.8
+    assert m["severity.model.quadratic_kappa"] > 0.3
 
 
 def test_probabilities_are_calibrated_on_the_future_window(trained):
     m = trained.metrics
-    assert m["validity_ece"] < 0.05
-    assert m["fraud_report_ece"] < 0.03
+    assert m["validity.model.ece"] < 0.05
+    assert m["fraud_reports.model.ece"] < 0.03
 
 
 def test_registered_pyfunc_predicts_from_a_feature_frame(trained, settings, tables):
@@ -66,7 +83,9 @@ def test_training_is_seeded_so_a_rerun_predicts_identically(trained, settings, t
     from training.train import train
 
     loaded = registry.load(S.SEVERITY_MODEL, S.CHAMPION)
-    again = train(tables, settings, alias="rerun")
+    from serving.queue_policy import load_queue_policy
+
+    again = train(tables, settings, alias="rerun", rules=load_queue_policy())
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     rerun = registry.load(S.SEVERITY_MODEL, "rerun")
     assert again.metrics == trained.metrics

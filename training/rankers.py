@@ -1,0 +1,126 @@
+"""The models and every baseline, fitted on one training window and scored on its test window.
+
+A "ranker" is anything that orders the test rows: the models, logistic regression, the depth-2
+tree, the policy's rules, first-in-first-out, and the simulator's oracle. Rankers that estimate
+probabilities give P(valid), P(severity) and P(fraud), and their queue priority is
+`training.scoring.priority` of those, exactly as the service computes it for the models; the
+rules give a priority directly; FIFO ranks by age.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features import vocabulary as V
+from features.build import ORDER_FEATURES, REPORT_FEATURES
+from training import baselines as B
+from training.evaluation_data import Rows, Split
+from training.models import BinaryModel, MulticlassModel
+from training.scoring import priority
+
+MODEL, LOGISTIC, TREE, RULES, FIFO, ORACLE = "model", "logistic_regression", "depth2_tree", "rules", "fifo", "oracle"
+N_SEVERITIES = len(V.SEVERITIES)
+
+
+@dataclass
+class ReportScores:
+    """One ranker's view of the test reports; probabilities are None for rankers that only order."""
+
+    priority: np.ndarray
+    p_valid: np.ndarray | None = None
+    severity: np.ndarray | None = None  # (n, 4) over V.SEVERITIES
+    p_fraud: np.ndarray | None = None
+
+    @property
+    def is_probability(self) -> bool:
+        return self.p_valid is not None
+
+
+@dataclass
+class ReportModels:
+    validity: BinaryModel
+    severity: MulticlassModel
+    fraud: BinaryModel
+
+
+def _valid_only(rows: Rows) -> Rows:
+    return rows.take(rows.labels["severity"] >= 0)
+
+
+def fit_report_models(split: Split, seed: int, threads: int) -> ReportModels:
+    """Validity, severity (on valid reports) and report fraud; each calibrated on the later rows."""
+    cols = list(REPORT_FEATURES)
+    tr, cal = split.train, split.calibration
+    validity = BinaryModel(cols, seed=seed, num_threads=threads).fit(tr.X, tr.labels["valid"], cal.X, cal.labels["valid"])
+    s_tr, s_cal = _valid_only(tr), _valid_only(cal)
+    severity = MulticlassModel(cols, list(V.SEVERITIES), seed=seed, num_threads=threads).fit(
+        s_tr.X, s_tr.labels["severity"], s_cal.X, s_cal.labels["severity"])
+    fraud = BinaryModel(cols, seed=seed, num_threads=threads).fit(tr.X, tr.labels["fraud"], cal.X, cal.labels["fraud"])
+    return ReportModels(validity, severity, fraud)
+
+
+def fit_order_model(split: Split, seed: int, threads: int) -> BinaryModel:
+    tr, cal = split.train, split.calibration
+    return BinaryModel(list(ORDER_FEATURES), seed=seed, num_threads=threads).fit(
+        tr.X, tr.labels["fraud"], cal.X, cal.labels["fraud"])
+
+
+def from_probabilities(p_valid: np.ndarray, severity: np.ndarray, p_fraud: np.ndarray) -> ReportScores:
+    return ReportScores(priority(p_valid, severity, p_fraud), p_valid, severity, p_fraud)
+
+
+def _training_rows(split: Split) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """Baselines need no calibration window, so they learn from all labelled training rows."""
+    tr, cal = split.train, split.calibration
+    frame = pd.concat([tr.frame, cal.frame], ignore_index=True)
+    X = pd.concat([tr.X, cal.X], ignore_index=True)
+    return frame, X, {k: np.concatenate([tr.labels[k], cal.labels[k]]) for k in tr.labels}
+
+
+def score_reports(models: ReportModels, split: Split, rules_weights: B.RulesWeights | None,
+                  seed: int) -> dict[str, ReportScores]:
+    """Every ranker's scores for every test-window report (resolved or not); no rules ranker without weights."""
+    test = split.test
+    out = {MODEL: from_probabilities(models.validity.predict_proba(test.X), models.severity.predict_proba(test.X),
+                                 models.fraud.predict_proba(test.X))}
+    frame, X, y = _training_rows(split)
+    valid = y["severity"] >= 0
+    X_test = test.X[list(REPORT_FEATURES)]
+    X = X[list(REPORT_FEATURES)]
+    out[LOGISTIC] = from_probabilities(
+        B.logistic_regression_scores(X, y["valid"], X_test, seed),
+        B.logistic_regression_proba(X[valid].reset_index(drop=True), y["severity"][valid], X_test, seed, N_SEVERITIES),
+        B.logistic_regression_scores(X, y["fraud"], X_test, seed),
+    )
+    out[TREE] = from_probabilities(
+        B.depth2_tree_scores(frame, y["valid"], test.frame),
+        B.depth2_tree_proba(frame[valid].reset_index(drop=True), y["severity"][valid], test.frame, N_SEVERITIES),
+        B.depth2_tree_scores(frame, y["fraud"], test.frame),
+    )
+    if rules_weights is not None:
+        out[RULES] = ReportScores(B.rules_scores(test.frame, test.X, rules_weights))
+    out[FIFO] = ReportScores(B.fifo_scores(test.times))
+    if test.oracle is not None:
+        o = test.oracle
+        out[ORACLE] = from_probabilities(o["p_valid"].to_numpy(float),
+                                     o[[f"p_severity_{s}" for s in V.SEVERITIES]].to_numpy(float),
+                                     o["p_fraud"].to_numpy(float))
+    return out
+
+
+def score_orders(model: BinaryModel, split: Split, seed: int) -> dict[str, tuple[np.ndarray, bool]]:
+    """Every ranker's fraud score for the test orders, with whether it claims to be a probability."""
+    test = split.test
+    _, X, y = _training_rows(split)
+    cols = list(ORDER_FEATURES)
+    out = {
+        MODEL: (model.predict_proba(test.X), True),
+        LOGISTIC: (B.logistic_regression_scores(X[cols], y["fraud"], test.X[cols], seed), True),
+        TREE: (B.depth2_feature_tree_scores(X[cols], y["fraud"], test.X[cols]), True),
+        FIFO: (B.fifo_scores(test.times), False),
+    }
+    if test.oracle is not None:
+        out[ORACLE] = (test.oracle["p_fraud"].to_numpy(float), True)
+    return out
