@@ -5,14 +5,14 @@ worth its complexity if it beats what a queue would do without it: first in,
 first out; the policy's rules; a plain logistic regression; a depth-2 tree on
 the raw report fields. The oracle (the simulator's true probabilities) is the
 ceiling, so a model's average precision can be read as a share of what is
-possible. `compare` puts all of them in one table.
+possible; training.evaluation puts them side by side on one test window.
 
 The rules baseline recomputes serving's rules-only priority from the weights
 (training may not import from serving); a test checks the numbers are identical.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
@@ -20,13 +20,11 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from features import vocabulary as V
-from training.metrics import expected_calibration_error, precision_at_k, recall_at_k
 
 RAW_REPORT_FIELDS = ["reporter_type", "channel", "category"]
 ORACLE = "oracle"
@@ -171,35 +169,3 @@ def oracle_scores(truth_probabilities: np.ndarray) -> np.ndarray:
     if np.isnan(p).any() or (p < 0).any() or (p > 1).any():
         raise ValueError("truth probabilities must be in [0, 1] with no gaps (were they aligned to the rows?)")
     return p
-
-
-def compare(y: np.ndarray, named_scores: Mapping[str, np.ndarray], k: int,
-            probabilities: Iterable[str] = ()) -> pd.DataFrame:
-    """One row per ranking: ROC AUC, average precision, precision@k, recall@k, and for names listed in
-    `probabilities` (scores that claim to be probabilities) the Brier score and ECE; NaN for the others,
-    whose scores are only an order. With an "oracle" entry, `share_of_oracle_ap` = AP / oracle AP.
-    """
-    y = np.asarray(y).astype(int)
-    probabilistic = set(probabilities)
-    unknown = probabilistic - set(named_scores)
-    if unknown:
-        raise ValueError(f"probabilities names no scores: {sorted(unknown)}")
-    both = len(np.unique(y)) == 2
-    rows = []
-    for name, scores in named_scores.items():
-        s = np.asarray(scores, float)
-        is_p = name in probabilistic
-        rows.append({
-            "name": name,
-            "is_probability": is_p,
-            "roc_auc": float(roc_auc_score(y, s)) if both else np.nan,
-            "average_precision": float(average_precision_score(y, s)) if both else np.nan,
-            f"precision@{k}": precision_at_k(y, s, k),
-            f"recall@{k}": recall_at_k(y, s, k),
-            "brier": float(brier_score_loss(y, s)) if is_p else np.nan,
-            "ece": expected_calibration_error(y, s) if is_p else np.nan,
-        })
-    table = pd.DataFrame(rows).set_index("name")
-    if ORACLE in table.index:
-        table["share_of_oracle_ap"] = table["average_precision"] / table.loc[ORACLE, "average_precision"]
-    return table

@@ -104,9 +104,9 @@ def score_reports(models: ReportModels, split: Split, rules_weights: B.RulesWeig
     out[FIFO] = ReportScores(B.fifo_scores(test.times))
     if test.oracle is not None:
         o = test.oracle
-        out[ORACLE] = from_probabilities(o["p_valid"].to_numpy(float),
-                                     o[[f"p_severity_{s}" for s in V.SEVERITIES]].to_numpy(float),
-                                     o["p_fraud"].to_numpy(float))
+        out[ORACLE] = from_probabilities(B.oracle_scores(o["p_valid"]),
+                                         o[[f"p_severity_{s}" for s in V.SEVERITIES]].to_numpy(float),
+                                         B.oracle_scores(o["p_fraud"]))
     return out
 
 
@@ -122,5 +122,5 @@ def score_orders(model: BinaryModel, split: Split, seed: int) -> dict[str, tuple
         FIFO: (B.fifo_scores(test.times), False),
     }
     if test.oracle is not None:
-        out[ORACLE] = (test.oracle["p_fraud"].to_numpy(float), True)
+        out[ORACLE] = (B.oracle_scores(test.oracle["p_fraud"]), True)
     return out

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.baselines import compare, fifo_scores, rules_priority_from_weights
+from training.baselines import fifo_scores, rules_priority_from_weights
+from training.evaluation import fraud_table
 from training.metrics import capacity_per_day, card_precision_at_k, precision_at_k, recall_at_k
 
 Y = np.array([1, 0, 1, 0, 0])
@@ -134,19 +135,19 @@ def test_rules_priority_multiplies_reporter_severity_and_capped_record():
     np.testing.assert_allclose(scores, [12.5, 50.0])
 
 
-def test_compare_gives_calibration_only_for_probabilities_and_ap_as_a_share_of_the_oracle():
+def test_fraud_table_gives_calibration_only_for_probabilities_and_shares_of_the_oracle():
     y = np.array([1, 0, 1, 0, 0, 0])
     model = np.array([0.8, 0.3, 0.4, 0.5, 0.1, 0.1])
-    table = compare(y, {"fifo": -np.arange(6.0), "model": model, "oracle": y * 0.9 + 0.05},
-                    k=2, probabilities=["model", "oracle"])
-    assert list(table.index) == ["fifo", "model", "oracle"]
-    assert np.isnan(table.loc["fifo", "brier"]) and np.isnan(table.loc["fifo", "ece"])
-    assert table.loc["model", "brier"] == pytest.approx(np.mean((model - y) ** 2))
-    assert table.loc["oracle", "share_of_oracle_ap"] == 1.0
-    assert table.loc["oracle", "precision@2"] == 1.0 and table.loc["model", "precision@2"] == 0.5
-    assert table.loc["model", "share_of_oracle_ap"] == pytest.approx(table.loc["model", "average_precision"])
-
-
-def test_compare_refuses_a_probability_flag_for_an_unknown_name():
-    with pytest.raises(ValueError):
-        compare(np.array([0, 1]), {"a": np.array([0.1, 0.9])}, k=1, probabilities=["b"])
+    days, accounts = np.array([0, 0, 0, 1, 1, 1]), np.array(["a", "b", "c", "a", "d", "e"])
+    out = fraud_table(y, {"fifo": (-np.arange(6.0), False), "model": (model, True), "oracle": (y * 0.9 + 0.05, True)},
+                      days, accounts, review_share=1 / 3)
+    assert (out["days"], out["k_per_day"], out["k"]) == (2, 1, 2)
+    r = out["rankers"]
+    assert list(r) == ["fifo", "model", "oracle"]
+    assert r["fifo"]["brier"] is None and r["fifo"]["ece"] is None
+    assert r["model"]["brier"] == pytest.approx(np.mean((model - y) ** 2))
+    assert r["oracle"]["precision_at_k"] == 1.0 and r["model"]["precision_at_k"] == 0.5
+    assert r["oracle"]["share_of_oracle_average_precision"] == 1.0
+    assert r["model"]["share_of_oracle_average_precision"] == pytest.approx(r["model"]["average_precision"])
+    # card precision, 1 account a day: day 0 the model picks a (fraud), day 1 a is caught, it picks d (not).
+    assert r["model"]["card_precision_at_k"] == 0.5
