@@ -19,6 +19,10 @@ import yaml
 
 from features import vocabulary as V
 from serving.penalty import DEFAULT_POLICY, PolicyError
+from serving.spikes import REQUIRED_COLUMNS, SpikeConfig, detect_spikes
+
+ALERT_LOOKBACK = pd.Timedelta(days=1)  # as serving.triage.BURST_LOOKBACK
+ALERT_GROUP_COLUMNS = ("report_id", "alert_id", "joined_at")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,50 @@ class QueuePolicy:
     spikes: dict
     monitors: dict
     monitor_every_minutes: float
+
+    def alert_groups(self, reports: pd.DataFrame) -> pd.DataFrame:
+        """The alert cases the live queue would have opened had `reports` arrived one by one at their
+        created_at: which report joined which alert case, and when.
+
+        Streams as serving.triage.Triage.detect_spikes does after each intake: when a report arrives,
+        detect_spikes (this policy's `spikes` thresholds) runs over the stored reports about its subject
+        created since one lookback before it, and every report of each alert found joins that alert's
+        case (`alert-<key>`, Queue.open_alert's case id) unless it already joined one. A report that
+        was waiting before the alert opened joins at the alert's opening; one arriving into a running
+        burst joins when it arrives. Only reports about a subject with an alert over the whole frame are
+        streamed (an alert never appears in a prefix of the reports without one in the whole).
+
+        reports: report_id, created_at (tz-aware), subject_id, show_id, reporter_id, category; the
+            reporter columns that only decide an alert's verdict (reporter_age_days, reporter_accuracy,
+            reporter_past_resolved, reporter_created_at) are read as unknown when absent.
+        Returns: report_id, alert_id, joined_at, one row per report that joined an alert, by joined_at.
+        """
+        config = SpikeConfig.from_dict(self.spikes)
+        frame = reports.sort_values(["created_at", "report_id"], kind="stable").reset_index(drop=True)
+        for column in REQUIRED_COLUMNS:
+            if column not in frame.columns:
+                frame[column] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]") \
+                    if column == "reporter_created_at" else np.nan
+        subjects = {a.subject_id for a in detect_spikes(frame, config) if a.scope == "subject"}
+        lookback = max(pd.Timedelta(minutes=config.window_minutes), ALERT_LOOKBACK)
+        joined: dict[str, tuple[str, pd.Timestamp]] = {}
+        span = pd.Timedelta(minutes=config.window_minutes) + pd.Timedelta(seconds=1)
+        for _, rows in frame[frame["subject_id"].isin(subjects)].groupby("subject_id", sort=True):
+            created = rows["created_at"]
+            # A report joins nothing, and changes nothing, unless its window could hold min_reports reports.
+            busy = np.arange(len(rows)) + 1 - np.searchsorted(created.to_numpy(), (created - span).to_numpy(),
+                                                              side="right") >= config.min_reports
+            for k in np.flatnonzero(busy):
+                now = created.iloc[k]
+                recent = rows.iloc[: k + 1]
+                recent = recent[recent["created_at"] >= now - lookback]
+                if len(recent) < config.min_reports:
+                    continue
+                for alert in detect_spikes(recent, config):
+                    for report_id in alert.report_ids:
+                        joined.setdefault(report_id, (f"alert-{alert.key}", now))
+        out = pd.DataFrame([(r, a, t) for r, (a, t) in joined.items()], columns=list(ALERT_GROUP_COLUMNS))
+        return out.sort_values(["joined_at", "report_id"], kind="stable").reset_index(drop=True)
 
 
 def parse_queue_policy(text: str) -> QueuePolicy:

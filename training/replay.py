@@ -1,14 +1,42 @@
 """Replaying a window of reports through a simulated team of investigators.
 
-A deterministic discrete-event replay: cases arrive at their `created_at`; whenever an
-investigator is free they take the best waiting case under the policy at that moment and
-are busy for a fixed time per case. It answers "how long would cases have waited under this
-ordering and this much staff", so base priorities from a model, a baseline and the oracle
-can be compared on the same arrivals.
+A deterministic discrete-event replay: reports arrive at their `created_at`, each as a case of its
+own unless the live spike detector put it in an alert case (below); whenever an investigator is
+free they take the best waiting case under the policy at that moment and are busy for a fixed time
+per case. It answers "how long would reports have waited under this ordering and this much staff",
+so base priorities from a model, a baseline and the oracle can be compared on the same arrivals.
+
+Alert cases (report spikes), as the live queue makes them (serving.triage / Queue.open_alert), when
+`alerts` (QueuePolicy.alert_groups: report_id, alert_id, joined_at) is given:
+    opening     an alert case opens when its first report joins (the arrival that made the
+                detector find the spike); it ranks in the tier above every ordinary case, is aged
+                from its first report's created_at (the live window start) against the shortest
+                goal among the reports it opened with, and its base priority is the highest of the
+                reports that have joined it so far.
+    merging     a report of the alert still waiting as an ordinary case when it joins (it arrived
+                before the detector fired) leaves the queue for the alert case; one already picked
+                stays acted on when it was (it still counts towards the alert's base priority, as
+                the live case_reports do). A report joining while the alert case waits is simply
+                added to it.
+    one pick    when an investigator picks the alert case every report in it is acted on at that
+                moment, for ONE handle time.
+    late        a report joining after the alert case was picked (the live queue adds it to that
+                case whatever its state): while the case is still in the investigator's hands
+                (before pick + the time per case) it takes no time of its own and is acted on when
+                that handling ends (the live resolution gives every report of the case its
+                outcome). After that the live queue adds it to a resolved case where nobody would
+                see it; the replay does not count that as action and makes it an ordinary case of
+                its own instead.
+The grouping comes from the detector, which does not depend on the ordering, so it applies to every
+policy alike, first in, first out included: the comparison stays fair.
 
 The team model (exact):
     arrivals per minute  lambda = cases / window minutes (window: first to last arrival unless
-                                  `window_minutes` is given)
+                                  `window_minutes` is given); cases = reports outside alert cases
+                                  + one per alert case (the work as the live queue presents it,
+                                  whatever the ordering: the reports an ordering happens to pick
+                                  before their alert opens, or after it was handled, are not counted,
+                                  so every ordering gets the same team)
     team capacity        mu     = capacity_share x lambda              (cases the team finishes per minute)
     investigators        c      = mu x handle_minutes                  (fractional: `Team.investigators`)
     simulated as         k      = ceil(c) identical investigators, each busy k / mu minutes per case
@@ -16,11 +44,12 @@ The team model (exact):
 so the team's capacity is exactly mu while every pick still occupies one investigator for a
 real stretch of time.
 
-Policies:
-    "priority"  the live queue's rule (serving.queue_policy.rank_cases, tier 0 for every case):
-                effective priority = base + min(aging_points_per_goal x goals waited, aging_cap_points),
-                rounded to 6 decimals; ties by the earlier deadline (created_at + goal), then report_id.
-    "fifo"      arrival order: created_at, then report_id.
+Policies (alert cases first under both, as the live tier rule has it):
+    "priority"  the live queue's rule (serving.queue_policy.rank_cases: tier 1 for alert cases, 0 for
+                the rest): effective priority = base + min(aging_points_per_goal x goals waited,
+                aging_cap_points), rounded to 6 decimals; ties by the earlier deadline (opened + goal),
+                then case id (report_id for ordinary cases, alert_id for alert cases).
+    "fifo"      arrival order: created_at (an alert case: its first report's), then the id.
 
 Speed: while a case ages, its aging is linear in time with a slope that depends only on its goal
 (aging_points_per_goal / goal); once it reaches the cap (at created + goal x cap / aging points per
@@ -31,7 +60,8 @@ time-free intercept base - slope x created, the capped ones by base; before each
 whose cap time has passed move from the first to the second (stale entries are skipped). A pick
 compares only the heads of those heaps (at most two per distinct goal) at the pick time, using the
 live queue's exact key. Near-ties that the 6-decimal rounding could reorder are resolved by also
-evaluating every case within 1e-5 of its heap's head. The clock runs in integer nanoseconds from the first arrival (so a pick is never
+evaluating every case within 1e-5 of its heap's head. Alert cases are few: each pick scans the
+waiting ones. The clock runs in integer nanoseconds from the first arrival (so a pick is never
 before its arrival by a rounding error); the ranking sees seconds as floats, as the live queue
 does. 20k cases replay in about a third of a second.
 
@@ -90,23 +120,32 @@ def staffing(team: Team, arrivals_per_minute: float) -> Staffing:
     return Staffing(investigators=k, minutes_per_case=k / mu)
 
 
-def arrival_rate(arrivals: pd.DataFrame, window_minutes: float | None = None) -> float:
-    """Mean arrivals per minute: cases / window (first to last arrival unless given)."""
+def arrival_rate(arrivals: pd.DataFrame, window_minutes: float | None = None,
+                 alerts: pd.DataFrame | None = None) -> float:
+    """Mean cases arriving per minute: cases / window (first to last arrival unless given).
+
+    Cases are the reports outside alert cases plus one per alert case (`alerts` as for `replay`).
+    """
     if window_minutes is None:
         created = arrivals["created_at"]
         window_minutes = (created.max() - created.min()) / pd.Timedelta(minutes=1)
     if not window_minutes or window_minutes <= 0:
         raise ValueError("the arrivals span no time: pass window_minutes to set the arrival rate")
-    return len(arrivals) / float(window_minutes)
+    n = len(arrivals)
+    if alerts is not None:
+        member = alerts[alerts["report_id"].astype(str).isin(arrivals["report_id"].astype(str))]
+        n += member["alert_id"].nunique() - len(member)
+    return n / float(window_minutes)
 
 
 def replay(arrivals: pd.DataFrame, priority: np.ndarray, team: Team, goals_hours: dict[str, float],
            aging_points_per_goal: float, policy: str = "priority", *, aging_cap_points: float = math.inf,
-           window_minutes: float | None = None, drain_hours: float | None = None) -> pd.DataFrame:
-    """Replay the arrivals through the team; one row per case, in the order of `arrivals`.
+           window_minutes: float | None = None, drain_hours: float | None = None,
+           alerts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Replay the arrivals through the team; one row per report, in the order of `arrivals`.
 
     Args:
-        arrivals: report_id, created_at (UTC), category, family, severity, valid (one row per case).
+        arrivals: report_id, created_at (UTC), category, family, severity, valid (one row per report).
         priority: base priority per row of `arrivals` (model, baseline or oracle).
         team: capacity share and handle time.
         goals_hours: response-time goal per category, hours.
@@ -116,9 +155,16 @@ def replay(arrivals: pd.DataFrame, priority: np.ndarray, team: Team, goals_hours
         policy: "priority" (the live queue's rule) or "fifo".
         window_minutes: the window the mean arrival rate is measured over (default first to last arrival).
         drain_hours: stop this long after the last arrival (default: run until every case is picked).
+        alerts: the live spike detector's alert cases (serving.queue_policy.QueuePolicy.alert_groups):
+            report_id, alert_id (the live case id), joined_at (when the report joined it: its arrival,
+            or the alert's opening for one that arrived before); reports absent from it, or from
+            `arrivals`, are in no alert. None: every report is its own case. The same grouping
+            applies to every policy.
 
     Returns:
-        report_id, picked_at, time_to_action (minutes), goal_missed, picked, pick_seq (0-based order of picks).
+        report_id, picked_at (when acted on), time_to_action (minutes), goal_missed, picked,
+        pick_seq (0-based order of the pick that acted on it; the reports of one alert case share one),
+        alert_id (the alert case that acted on it; missing when it was acted on as its own case).
     """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
@@ -139,18 +185,20 @@ def replay(arrivals: pd.DataFrame, priority: np.ndarray, team: Team, goals_hours
     if n == 0:
         raise ValueError("no arrivals to replay")
     t0 = arrivals["created_at"].min()
-    opened_ns = (arrivals["created_at"] - t0).to_numpy().astype("timedelta64[ns]").astype(np.int64)
+    opened_ns = _ns(arrivals["created_at"], t0)
     opened = opened_ns / 1e9  # seconds, exactly as (created_at - t0) / 1 s
     goal_h = arrivals["category"].map(goals_hours).to_numpy(float)
     id_rank = _ranks(arrivals["report_id"].to_numpy(object))
-    staff = staffing(team, arrival_rate(arrivals, window_minutes))
+    staff = staffing(team, arrival_rate(arrivals, window_minutes, alerts))
     stop = None if drain_hours is None else int(opened_ns.max()) + round(drain_hours * 3600e9)
+    group = _AlertGroups.of(alerts, arrivals, t0, opened_ns)
 
     if policy == "fifo":
         queue = _FifoQueue(opened, id_rank)
     else:
         queue = _AgingQueue(base, opened, goal_h, id_rank, float(aging_points_per_goal), float(aging_cap_points))
-    picked, seq = _run(opened_ns, id_rank, queue, staff, stop)
+    cases = _AlertCases(group, base, opened, goal_h, policy, float(aging_points_per_goal), float(aging_cap_points))
+    picked, seq, by_alert = _run(opened_ns, id_rank, queue, cases, staff, stop)
 
     done = seq >= 0
     acted = np.where(done, picked, opened_ns.max() if stop is None else stop)
@@ -162,53 +210,228 @@ def replay(arrivals: pd.DataFrame, priority: np.ndarray, team: Team, goals_hours
         "goal_missed": acted > deadline,
         "picked": done,
         "pick_seq": pd.Series(seq, dtype="Int64").mask(~done).array,
+        "alert_id": np.where(by_alert >= 0, group.ids[np.maximum(by_alert, 0)] if len(group.ids) else None, None),
     })
 
 
-def _run(opened_ns: np.ndarray, id_rank: np.ndarray, queue, staff: Staffing, stop: int | None):
-    """The event loop in integer nanoseconds: investigators' free times in a heap; arrivals admitted
-    up to each pick time. Returns pick times (ns, 0 when not picked) and pick sequence (-1 when not picked)."""
+def _ns(times: pd.Series, t0: pd.Timestamp) -> np.ndarray:
+    """Integer nanoseconds since t0."""
+    return (times - t0).to_numpy().astype("timedelta64[ns]").astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _AlertGroups:
+    """The grouping per arrival: alert number (-1: none) and join time (ns); alert ids and their id ranks."""
+
+    alert: np.ndarray
+    joined_ns: np.ndarray
+    ids: np.ndarray
+    id_rank: np.ndarray
+
+    @classmethod
+    def of(cls, alerts: pd.DataFrame | None, arrivals: pd.DataFrame, t0: pd.Timestamp,
+           opened_ns: np.ndarray) -> _AlertGroups:
+        n = len(arrivals)
+        if alerts is None or not len(alerts):
+            return cls(np.full(n, -1), np.zeros(n, np.int64), np.array([], object), np.array([], int))
+        missing = [c for c in ("report_id", "alert_id", "joined_at") if c not in alerts.columns]
+        if missing:
+            raise ValueError(f"alerts lacks columns {missing}")
+        if alerts["report_id"].duplicated().any():
+            raise ValueError("alerts puts a report in more than one alert case")
+        rows = pd.Series(np.arange(n), index=arrivals["report_id"].astype(str).to_numpy()).reindex(
+            alerts["report_id"].astype(str).to_numpy())
+        inside = rows.notna().to_numpy()
+        rows = rows.to_numpy()[inside].astype(int)
+        ids, codes = np.unique(alerts["alert_id"].to_numpy(object)[inside].astype(str), return_inverse=True)
+        alert = np.full(n, -1)
+        alert[rows] = codes
+        joined = np.zeros(n, np.int64)
+        joined[rows] = _ns(alerts["joined_at"][inside], t0)
+        if (joined[rows] < opened_ns[rows]).any():
+            raise ValueError("alerts has a report joining an alert before it arrived")
+        return cls(alert, joined, ids.astype(object), np.arange(len(ids)))
+
+
+def _run(opened_ns: np.ndarray, id_rank: np.ndarray, queue, cases: _AlertCases, staff: Staffing,
+         stop: int | None):
+    """The event loop in integer nanoseconds: investigators' free times in a heap; arrivals and alert
+    joins applied up to each pick time. Returns per report the time it was acted on (ns, 0 when not),
+    the pick sequence (-1 when not) and the alert case that acted on it (-1 when its own case did)."""
     n = len(opened_ns)
-    opened = [int(x) for x in opened_ns]
-    arrival_order = [int(i) for i in np.lexsort((id_rank, opened_ns))]
+    group = cases.group
     handle = round(staff.minutes_per_case * 60e9)
-    free = [opened[arrival_order[0]]] * staff.investigators
+    # Events: every arrival, and every alert join (arrival first when both fall on one instant).
+    joins = np.flatnonzero(group.alert >= 0)
+    times = np.concatenate([opened_ns, group.joined_ns[joins]])
+    kinds = np.concatenate([np.zeros(n, int), np.ones(len(joins), int)])
+    who = np.concatenate([np.arange(n), joins])
+    order = np.lexsort((id_rank[who], kinds, times))
+    events = [(int(times[e]), int(kinds[e]), int(who[e])) for e in order]
     picked = np.zeros(n, dtype=np.int64)
     seq = np.full(n, -1, dtype=int)
-    nxt, clock = 0, 0
-    for k in range(n):
+    by_alert = np.full(n, -1, dtype=int)
+    state = _State(queue, cases, picked, seq, by_alert, handle)
+    free = [events[0][0]] * staff.investigators
+    nxt, clock, k = 0, 0, 0
+    while True:
         # An investigator idle since before the last pick joins at the current time, never earlier:
         # the waiting set may already hold cases that arrived after they became free.
         t = max(heapq.heappop(free), clock)
-        if not queue and t < opened[arrival_order[nxt]]:
-            t = opened[arrival_order[nxt]]  # idle until the next case arrives
-        clock = t
         if stop is not None and t > stop:
             break
-        while nxt < n and opened[arrival_order[nxt]] <= t:
-            queue.push(arrival_order[nxt])
-            nxt += 1
-        i = queue.pop_best(t / 1e9)
-        picked[i], seq[i] = t, k
+        nxt = state.apply(events, nxt, t)
+        while not state.waiting() and nxt < len(events):
+            t = max(t, events[nxt][0])  # idle until the next event brings a case
+            if stop is not None and t > stop:
+                break
+            nxt = state.apply(events, nxt, t)
+        if not state.waiting() or (stop is not None and t > stop):
+            break
+        clock = t
+        state.pick(t, k)
+        k += 1
         heapq.heappush(free, t + handle)
-    return picked, seq
+    state.apply(events, nxt, math.inf if stop is None else stop)  # joins into cases still being handled
+    return picked, seq, by_alert
+
+
+class _State:
+    """What the event loop changes: the ordinary queue, the alert cases, and each report's outcome."""
+
+    def __init__(self, queue, cases: _AlertCases, picked: np.ndarray, seq: np.ndarray, by_alert: np.ndarray,
+                 handle: int):
+        self.queue, self.cases, self.picked, self.seq, self.by_alert, self.handle = \
+            queue, cases, picked, seq, by_alert, handle
+        self.alert, self.joined = cases.group.alert, cases.group.joined_ns
+
+    def waiting(self) -> bool:
+        return bool(self.queue) or self.cases.any_waiting()
+
+    def apply(self, events: list[tuple[int, int, int]], nxt: int, until: float) -> int:
+        """Apply the events up to `until`; returns the index of the first one left."""
+        while nxt < len(events) and events[nxt][0] <= until:
+            at, kind, i = events[nxt]
+            nxt += 1
+            a = int(self.alert[i])
+            if kind == 0:
+                if a < 0 or self.joined[i] > at:
+                    self.queue.push(i)  # its own case (one of an alert waits as such until the alert opens)
+                continue
+            self.cases.open(a, at)
+            if self.seq[i] >= 0:  # picked as its own case before the alert opened: stays acted on then
+                self.cases.add(a, i, at, acted=True)
+                continue
+            p = int(self.cases.picked_at[a])
+            if p >= 0 and at >= p + self.handle:  # the live queue would bury it in a resolved case
+                if not self.queue.holds(i):
+                    self.queue.push(i)  # so it is a case of its own
+                continue
+            if self.queue.holds(i):
+                self.queue.remove(i)  # merged into the alert case
+            if p >= 0:  # joins a case in an investigator's hands: acted on when the handling ends
+                self.picked[i], self.seq[i], self.by_alert[i] = p + self.handle, self.cases.pick_seq[a], a
+            else:
+                self.cases.add(a, i, at, acted=False)
+        return nxt
+
+    def pick(self, t: int, k: int) -> None:
+        if self.cases.any_waiting():
+            a = self.cases.pop_best(t / 1e9, t, k)
+            for i in self.cases.members.pop(a):
+                self.picked[i], self.seq[i], self.by_alert[i] = t, k, a
+        else:
+            i = self.queue.pop_best(t / 1e9)
+            self.picked[i], self.seq[i] = t, k
+
+
+class _AlertCases:
+    """The alert cases: open (waiting), picked (in hand until pick + handle) or not yet opened.
+
+    A handful at any time, so each pick scans the waiting ones with rank_cases' key (tier 1 for all).
+    """
+
+    def __init__(self, group: _AlertGroups, base: np.ndarray, opened: np.ndarray, goal_h: np.ndarray, policy: str,
+                 aging: float, cap: float):
+        self.group, self._report_base, self._policy, self._aging, self._cap = group, base, policy, aging, cap
+        m = len(group.ids)
+        inside = group.alert >= 0
+        self._opened = np.full(m, math.inf)
+        np.minimum.at(self._opened, group.alert[inside], opened[inside])  # the live window start
+        self._goal_of_report = goal_h
+        self._goal = np.full(m, math.inf)
+        self._opened_ns = np.full(m, -1, dtype=np.int64)  # when it opened (the detector fired); -1: not yet
+        self._base = np.full(m, -math.inf)
+        self.picked_at = np.full(m, -1, dtype=np.int64)
+        self.pick_seq = np.full(m, -1, dtype=int)
+        self.members: dict[int, list[int]] = {}  # waiting alert cases -> reports to act on at the pick
+
+    def any_waiting(self) -> bool:
+        return bool(self.members)
+
+    def open(self, a: int, at: int) -> None:
+        """Alert a opens at `at` (ns) if it has not yet: the detector fired."""
+        if self._opened_ns[a] < 0:
+            self._opened_ns[a] = at
+            self.members[a] = []
+
+    def add(self, a: int, i: int, at: int, acted: bool) -> None:
+        """Report i joins open alert a at `at`; one already acted on only counts towards its priority."""
+        if self.picked_at[a] >= 0:
+            return
+        if at == self._opened_ns[a]:
+            self._goal[a] = min(self._goal[a], self._goal_of_report[i])  # the goal is set when it opens
+        self._base[a] = max(self._base[a], self._report_base[i])
+        if not acted:
+            self.members[a].append(i)
+
+    def pop_best(self, now: float, t: int, k: int) -> int:
+        waiting = list(self.members)
+        opened = self._opened[waiting]
+        if self._policy == "fifo":
+            best = min(range(len(waiting)), key=lambda j: (opened[j], self.group.id_rank[waiting[j]]))
+        else:
+            goal = self._goal[waiting]
+            aged = self._aging * np.maximum(now - opened, 0) / (goal * 3600.0)
+            eff = np.round(self._base[waiting] + np.minimum(aged, self._cap), ROUND_DECIMALS)
+            deadline = opened + goal * 3600.0
+            best = min(range(len(waiting)),
+                       key=lambda j: (-eff[j], deadline[j], self.group.id_rank[waiting[j]]))
+        a = waiting[best]
+        self.picked_at[a], self.pick_seq[a] = t, k
+        return a
 
 
 class _FifoQueue:
-    """Arrival order: created_at, then report_id."""
+    """Arrival order: created_at, then report_id. Removed cases (merged into an alert) are skipped lazily."""
 
     def __init__(self, opened: np.ndarray, id_rank: np.ndarray):
         self._opened, self._id = opened, id_rank
         self._heap: list[tuple[float, int, int]] = []
+        self._in = np.zeros(len(opened), dtype=bool)
+        self._size = 0
 
     def __bool__(self) -> bool:
-        return bool(self._heap)
+        return self._size > 0
+
+    def holds(self, i: int) -> bool:
+        return bool(self._in[i])
 
     def push(self, i: int) -> None:
         heapq.heappush(self._heap, (float(self._opened[i]), int(self._id[i]), i))
+        self._in[i] = True
+        self._size += 1
+
+    def remove(self, i: int) -> None:
+        self._in[i] = False
+        self._size -= 1
 
     def pop_best(self, now: float) -> int:
-        return heapq.heappop(self._heap)[2]
+        while not self._in[self._heap[0][2]]:
+            heapq.heappop(self._heap)
+        i = heapq.heappop(self._heap)[2]
+        self.remove(i)
+        return i
 
 
 class _AgingQueue:
@@ -233,10 +456,19 @@ class _AgingQueue:
         self._arrived: dict[float, deque[int]] = {}
         self._capped = np.zeros(len(base), dtype=bool)
         self._done = np.zeros(len(base), dtype=bool)
+        self._in = np.zeros(len(base), dtype=bool)
         self._size = 0
 
     def __bool__(self) -> bool:
         return self._size > 0
+
+    def holds(self, i: int) -> bool:
+        return bool(self._in[i])
+
+    def remove(self, i: int) -> None:
+        """Case i leaves the queue (merged into an alert case); its heap entries go stale."""
+        self._done[i], self._in[i] = True, False
+        self._size -= 1
 
     def push(self, i: int) -> None:
         goal = float(self._goal_h[i])
@@ -244,6 +476,7 @@ class _AgingQueue:
         heapq.heappush(self._aging_heaps.setdefault(goal, []), entry)
         self._capped_heaps.setdefault(goal, [])
         self._arrived.setdefault(goal, deque()).append(i)
+        self._in[i] = True
         self._size += 1
 
     def _move_capped(self, now: float) -> None:
@@ -276,8 +509,7 @@ class _AgingQueue:
         for j, (heap, entry) in enumerate(candidates):
             if j != best:
                 heapq.heappush(heap, entry)
-        self._done[idx[best]] = True
-        self._size -= 1
+        self.remove(int(idx[best]))
         return int(idx[best])
 
 
