@@ -345,6 +345,10 @@ class Queue:
             if not rows:
                 return case_id
             exists = conn.execute(select(T.alerts.c.alert_key).where(T.alerts.c.alert_key == alert.key)).first()
+            if exists and conn.execute(select(T.cases.c.status).where(T.cases.c.case_id == case_id)).scalar() == "resolved":
+                # The incident was handled: later reports stay cases of their own instead of vanishing
+                # into a closed case nobody will look at again.
+                return case_id
             categories = pd.Series([r[1] for r in rows]).value_counts()
             category = sorted(categories[categories == categories.max()].index)[0]
             goal = min(self.qp.goals_hours[r[1]] for r in rows)
