@@ -23,6 +23,8 @@ WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 VIOLATION_WINDOWS = {"30d": 30 * DAY, "90d": 90 * DAY, "180d": 180 * DAY}
 SPEND_WINDOWS = {"1d": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 RATE_WINDOW = 30 * DAY
+# Orders placed at least this long ago have mostly had their chargeback arrive (the label delay averages 25 days).
+MATURE_ORDER_AGE = 30 * DAY
 
 CATEGORICALS: dict[str, tuple[str, ...]] = {
     "reporter_type": V.REPORTER_TYPES,
@@ -54,6 +56,7 @@ class History:
     order_ids: pd.Index
     order_times: pd.DataFrame
     reports_by_subject: EventStream
+    fraud_reports_by_subject: EventStream
     subject_pair_prev: np.ndarray
     reports_by_reporter: EventStream
     outcomes_by_reporter: EventStream
@@ -90,17 +93,20 @@ class History:
         due_at = np.where(cancelled_before_due, NAT, ship_by)
         fraud_known = seconds(orders["fraud_known_at"])
         amount = orders["amount"].to_numpy(np.float64)
+        new_pair = _first_of_pair(buyer, seller, created).astype(np.float64)
 
         subject = codes_for(reports["subject_id"], ids)
         reporter = codes_for(reports["reporter_id"], ids)
         report_t = seconds(reports["created_at"])
         by_subject = EventStream(subject, report_t)
+        fraud_family = (reports["category"].map(V.CATEGORY_FAMILY) == "fraud").to_numpy(bool)
 
         joined = outcomes.merge(
             reports[["report_id", "subject_id", "reporter_id"]], on="report_id", how="inner", validate="one_to_one"
         )
         resolved = seconds(joined["resolved_at"])
         valid = joined["valid"].to_numpy(bool).astype(np.float64)
+        fraud = joined["fraud_confirmed"].to_numpy(bool).astype(np.float64)
 
         return cls(
             account_ids=ids,
@@ -111,17 +117,23 @@ class History:
             order_times=pd.DataFrame(
                 {
                     "amount": amount,
+                    "buyer": buyer,
                     "created": created,
                     "ship_by": ship_by,
                     "shipped": shipped,
                     "delivered": seconds(orders["delivered_at"]),
+                    "cancelled": cancelled_at,
+                    "refunded": seconds(orders["refunded_at"]),
+                    "fraud_known": fraud_known,
                 }
             ),
             reports_by_subject=by_subject,
+            fraud_reports_by_subject=EventStream(subject[fraud_family], report_t[fraud_family]),
             subject_pair_prev=_previous_same_pair(subject, reporter, report_t)[by_subject.order],
             reports_by_reporter=EventStream(reporter, report_t),
             outcomes_by_reporter=EventStream(codes_for(joined["reporter_id"], ids), resolved, {"valid": valid}),
-            outcomes_by_subject=EventStream(codes_for(joined["subject_id"], ids), resolved, {"valid": valid}),
+            outcomes_by_subject=EventStream(codes_for(joined["subject_id"], ids), resolved,
+                                            {"valid": valid, "fraud": fraud}),
             violations={
                 fam: _stream_where(enforcements, ids, enforcements["family"] == fam) for fam in V.FAMILIES
             },
@@ -130,8 +142,8 @@ class History:
                 for act in ("warning", "suspension", "ban")
             },
             **_penalty_streams(enforcements, ids),
-            sold=EventStream(seller, created, {"amount": amount}),
-            bought=EventStream(buyer, created, {"amount": amount}),
+            sold=EventStream(seller, created, {"amount": amount, "new_pair": new_pair}),
+            bought=EventStream(buyer, created, {"amount": amount, "new_pair": new_pair}),
             due=EventStream(seller, due_at, {"missed": missed.astype(np.float64)}),
             cancels=EventStream(seller, cancelled_at),
             refunds=EventStream(seller, seconds(orders["refunded_at"])),
@@ -165,6 +177,17 @@ def _previous_same_pair(subject: np.ndarray, reporter: np.ndarray, t: np.ndarray
     return prev
 
 
+def _first_of_pair(buyer: np.ndarray, seller: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """For each order, whether it is the first between its buyer and seller (ties in time: the first row)."""
+    order = np.lexsort((np.arange(len(t)), t, seller, buyer))
+    b, s = buyer[order], seller[order]
+    first_sorted = np.ones(len(order), dtype=bool)
+    first_sorted[1:] = (b[1:] != b[:-1]) | (s[1:] != s[:-1])
+    first = np.empty_like(first_sorted)
+    first[order] = first_sorted
+    return first
+
+
 def _stream_where(enforcements: pd.DataFrame, ids: pd.Index, mask: pd.Series) -> EventStream:
     rows = enforcements[mask.to_numpy(bool)]
     return EventStream(codes_for(rows["account_id"], ids), seconds(rows["decided_at"]))
@@ -194,7 +217,8 @@ def _empty_orders() -> pd.DataFrame:
 
 
 def _empty_reports() -> pd.DataFrame:
-    return _empty({"report_id": "str", "subject_id": "str", "reporter_id": "str", "created_at": "datetime64[us, UTC]"})
+    return _empty({"report_id": "str", "subject_id": "str", "reporter_id": "str", "category": "str",
+                   "created_at": "datetime64[us, UTC]"})
 
 
 def _empty_enforcements() -> pd.DataFrame:
@@ -204,7 +228,7 @@ def _empty_enforcements() -> pd.DataFrame:
 
 
 def _empty_outcomes() -> pd.DataFrame:
-    return _empty({"report_id": "str", "valid": "bool", "resolved_at": "datetime64[us, UTC]"})
+    return _empty({"report_id": "str", "valid": "bool", "fraud_confirmed": "bool", "resolved_at": "datetime64[us, UTC]"})
 
 
 # ---------------------------------------------------------------------------
@@ -274,6 +298,62 @@ def transactions_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarra
     return out
 
 
+def _days_alive(h: History, q: Query) -> np.ndarray:
+    """Account age at t in days, at least one (NaN for unknown accounts), to turn counts into a pace."""
+    known = q.keys >= 0
+    return np.where(known, np.maximum((q.t - h.created[np.where(known, q.keys, 0)]) / DAY, 1.0), np.nan)
+
+
+def _days_since(t: np.ndarray, before: np.ndarray) -> np.ndarray:
+    return np.where(before == NAT, np.nan, (t - before) / DAY)
+
+
+def buying_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
+    """The account as a buyer over its whole past: pace, last order, spread over sellers, chargebacks per mature order."""
+    n = h.bought.count(q)
+    mature = n - h.bought.count(q, MATURE_ORDER_AGE)
+    pace = n / _days_alive(h, q)
+    week = h.bought.count(q, 7 * DAY)
+    mean = _ratio(h.bought.total("amount", q), n)
+    return {
+        f"{prefix}_buys_ever": n,
+        f"{prefix}_buys_per_day": pace,
+        f"{prefix}_buy_pace_7d_vs_ever": _ratio(week, 7 * pace),
+        f"{prefix}_buy_mean_ever": mean,
+        f"{prefix}_buy_mean_7d_vs_ever": _ratio(h.bought.total("amount", q, 7 * DAY), week) / mean,
+        f"{prefix}_days_since_buy": _days_since(q.t, h.bought.last_time(q)),
+        f"{prefix}_seller_spread": _ratio(h.bought.total("new_pair", q), n),
+        f"{prefix}_chargebacks_per_mature_buy": _ratio(h.buyer_fraud.count(q), mature),
+    }
+
+
+def selling_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
+    """The account as a seller over its whole past: pace, spread over buyers, missed ship-by, cancels, refunds, chargebacks."""
+    n = h.sold.count(q)
+    mature = n - h.sold.count(q, MATURE_ORDER_AGE)
+    return {
+        f"{prefix}_sold_ever": n,
+        f"{prefix}_sells_per_day": n / _days_alive(h, q),
+        f"{prefix}_sale_mean_ever": _ratio(h.sold.total("amount", q), n),
+        f"{prefix}_buyer_spread": _ratio(h.sold.total("new_pair", q), n),
+        f"{prefix}_late_rate_ever": _ratio(h.due.total("missed", q), h.due.count(q)),
+        f"{prefix}_cancel_rate_ever": _ratio(h.cancels.count(q), n),
+        f"{prefix}_refund_rate_ever": _ratio(h.refunds.count(q), n),
+        f"{prefix}_chargebacks_per_mature_sale": _ratio(h.seller_fraud.count(q), mature),
+    }
+
+
+def fraud_record_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
+    """Fraud reports about the account, and how many reviews confirmed fraud (once resolved)."""
+    confirmed = h.outcomes_by_subject.total("fraud", q)
+    return {
+        f"{prefix}_fraud_reports_ever": h.fraud_reports_by_subject.count(q),
+        f"{prefix}_fraud_reports_30d": h.fraud_reports_by_subject.count(q, 30 * DAY),
+        f"{prefix}_fraud_confirmed": confirmed,
+        f"{prefix}_fraud_confirmed_rate": _smoothed_rate(confirmed, h.outcomes_by_subject.count(q), prior=0.1),
+    }
+
+
 def reporter_block(h: History, q: Query) -> dict[str, np.ndarray]:
     """The reporter's track record as known at t; NaN for reports without a reporter account."""
     known = q.keys >= 0
@@ -295,7 +375,7 @@ def order_link_block(h: History, order_codes: np.ndarray, t: np.ndarray) -> dict
     o = h.order_times.iloc[np.where(known, order_codes, 0)] if len(h.order_times) else None
     if o is None:
         nan = np.full(len(t), np.nan)
-        return {k: nan for k in ("order_amount", "order_age_days", "order_shipped", "order_delivered", "order_past_ship_by")}
+        return {k: nan for k in ORDER_LINK_FEATURES}
 
     def before(col: str) -> np.ndarray:
         v = o[col].to_numpy()
@@ -307,6 +387,24 @@ def order_link_block(h: History, order_codes: np.ndarray, t: np.ndarray) -> dict
         "order_shipped": before("shipped"),
         "order_delivered": before("delivered"),
         "order_past_ship_by": before("ship_by"),
+        "order_cancelled": before("cancelled"),
+        "order_refunded": before("refunded"),
+        "order_fraud_known": before("fraud_known"),
+        **order_buyer_block(h, o["buyer"].to_numpy(), o["created"].to_numpy(), o["amount"].to_numpy(), known),
+    }
+
+
+def order_buyer_block(h: History, buyer: np.ndarray, created: np.ndarray, amount: np.ndarray,
+                      known: np.ndarray) -> dict[str, np.ndarray]:
+    """The named order's buyer as it stood when the order was placed (before the report, so known at it)."""
+    q = Query(np.where(known, buyer, -1), np.where(known, created, 0))
+    before = buying_block(h, q, "b")
+    account = account_block(h, q, "b")
+    return {
+        "order_buyer_age_days": np.where(known, account["b_age_days"], np.nan),
+        "order_buyer_buys_7d": np.where(known, h.bought.count(q, 7 * DAY), np.nan),
+        "order_buyer_days_since_buy": np.where(known, before["b_days_since_buy"], np.nan),
+        "order_vs_buyer_mean": np.where(known, amount / before["b_buy_mean_ever"], np.nan),
     }
 
 
@@ -341,6 +439,9 @@ def report_features(reports: pd.DataFrame, h: History) -> pd.DataFrame:
         **reports_received_block(h, subject, "subject"),
         **fulfillment_block(h, subject, "subject"),
         **transactions_block(h, subject, "subject"),
+        **buying_block(h, subject, "subject"),
+        **selling_block(h, subject, "subject"),
+        **fraud_record_block(h, subject, "subject"),
         **order_link_block(h, h.order_codes(reports["order_id"]), t),
         "has_show": reports["show_id"].notna().to_numpy(np.float64),
         "hour_of_day": ((t % DAY) // HOUR).astype(np.float64),
@@ -360,21 +461,30 @@ def order_features(orders: pd.DataFrame, h: History) -> pd.DataFrame:
     buyer = Query(h.account_codes(orders["buyer_id"]), t)
     seller = Query(h.account_codes(orders["seller_id"]), t)
     amount = orders["amount"].to_numpy(np.float64)
-    buyer_tx = transactions_block(h, buyer, "buyer")
+    buyer_tx = {k: v for k, v in transactions_block(h, buyer, "buyer").items() if "seller_fraud" not in k}
+    buying = buying_block(h, buyer, "buyer")
+    selling = selling_block(h, seller, "seller")
     blocks = {
         "amount": amount,
         "amount_vs_buyer_mean_30d": amount / buyer_tx["buyer_buy_mean_30d"],
+        "amount_vs_buyer_mean_ever": amount / buying["buyer_buy_mean_ever"],
+        "amount_vs_seller_mean_ever": amount / selling["seller_sale_mean_ever"],
         "has_show": orders["show_id"].notna().to_numpy(np.float64),
         "hour_of_day": ((t % DAY) // HOUR).astype(np.float64),
         **account_block(h, buyer, "buyer"),
         **buyer_tx,
+        "buyer_buys_1h": h.bought.count(buyer, HOUR),
+        **buying,
         **record_block(h, buyer, "buyer"),
         "buyer_reports_30d": h.reports_by_subject.count(buyer, 30 * DAY),
+        **fraud_record_block(h, buyer, "buyer"),
         **account_block(h, seller, "seller"),
         **fulfillment_block(h, seller, "seller"),
+        **selling,
         **{k: v for k, v in transactions_block(h, seller, "seller").items() if "fraud" in k},
         **record_block(h, seller, "seller"),
         "seller_reports_30d": h.reports_by_subject.count(seller, 30 * DAY),
+        **fraud_record_block(h, seller, "seller"),
     }
     return pd.DataFrame(blocks)[list(ORDER_FEATURES)]
 
@@ -417,6 +527,59 @@ def _transaction_docs(prefix: str, who: str) -> dict[str, str]:
     return docs
 
 
+def _buying_docs(prefix: str, who: str) -> dict[str, str]:
+    return {
+        f"{prefix}_buys_ever": f"orders the {who} ever placed as a buyer",
+        f"{prefix}_buys_per_day": f"those orders per day of the {who}'s account age (at least one day)",
+        f"{prefix}_buy_pace_7d_vs_ever": f"the {who}'s orders in the last 7 days relative to its usual weekly pace (a burst)",
+        f"{prefix}_buy_mean_ever": "mean amount of those orders",
+        f"{prefix}_buy_mean_7d_vs_ever": f"mean amount of the {who}'s orders in the last 7 days relative to its mean ever",
+        f"{prefix}_days_since_buy": f"days since the {who}'s previous order as a buyer",
+        f"{prefix}_seller_spread": f"distinct sellers per order the {who} placed (low: keeps buying from the same few)",
+        f"{prefix}_chargebacks_per_mature_buy": (
+            f"chargebacks known on the {who}'s purchases per purchase older than 30 days (label delay respected)"),
+    }
+
+
+def _selling_docs(prefix: str, who: str) -> dict[str, str]:
+    return {
+        f"{prefix}_sold_ever": f"orders the {who} ever sold",
+        f"{prefix}_sells_per_day": f"those orders per day of the {who}'s account age (at least one day)",
+        f"{prefix}_sale_mean_ever": "mean amount of those orders",
+        f"{prefix}_buyer_spread": f"distinct buyers per order the {who} sold (low: sells to the same few)",
+        f"{prefix}_late_rate_ever": f"share of all the {who}'s orders due so far that missed their ship-by time",
+        f"{prefix}_cancel_rate_ever": f"cancellations so far per order the {who} ever sold",
+        f"{prefix}_refund_rate_ever": f"refunds so far per order the {who} ever sold",
+        f"{prefix}_chargebacks_per_mature_sale": (
+            f"chargebacks known on the {who}'s sales per sale older than 30 days (label delay respected)"),
+    }
+
+
+def _fraud_record_docs(prefix: str, who: str) -> dict[str, str]:
+    return {
+        f"{prefix}_fraud_reports_ever": f"fraud-family reports ever filed about the {who}",
+        f"{prefix}_fraud_reports_30d": f"fraud-family reports about the {who} in the last 30 days",
+        f"{prefix}_fraud_confirmed": f"reviews of reports about the {who} that confirmed fraud (once resolved)",
+        f"{prefix}_fraud_confirmed_rate": "share of the resolved reports about it that confirmed fraud (smoothed toward 0.1)",
+    }
+
+
+ORDER_LINK_FEATURES: dict[str, str] = {
+    "order_amount": "amount of the order the report names",
+    "order_age_days": "days since that order was placed",
+    "order_shipped": "that order had shipped before the report",
+    "order_delivered": "that order had been delivered before the report",
+    "order_past_ship_by": "that order's ship-by time had passed before the report",
+    "order_cancelled": "that order had been cancelled before the report",
+    "order_refunded": "that order had been refunded before the report",
+    "order_fraud_known": "a chargeback on that order was known before the report",
+    "order_buyer_age_days": "age in days of that order's buyer account when the order was placed",
+    "order_buyer_buys_7d": "orders that buyer placed in the 7 days before it",
+    "order_buyer_days_since_buy": "days between that buyer's previous order and this one",
+    "order_vs_buyer_mean": "that order's amount relative to the buyer's mean order before it",
+}
+
+
 def _fulfillment_docs(prefix: str, who: str) -> dict[str, str]:
     return {
         f"{prefix}_orders_sold_30d": f"orders the {who} sold in the last 30 days",
@@ -445,11 +608,10 @@ REPORT_FEATURES: dict[str, str] = {
     "subject_reports_valid_rate": "share of those found valid (smoothed toward 0.5)",
     **_fulfillment_docs("subject", "subject"),
     **_transaction_docs("subject", "subject"),
-    "order_amount": "amount of the order the report names",
-    "order_age_days": "days since that order was placed",
-    "order_shipped": "that order had shipped before the report",
-    "order_delivered": "that order had been delivered before the report",
-    "order_past_ship_by": "that order's ship-by time had passed before the report",
+    **_buying_docs("subject", "subject"),
+    **_selling_docs("subject", "subject"),
+    **_fraud_record_docs("subject", "subject"),
+    **ORDER_LINK_FEATURES,
     "has_show": "the report names a livestream",
     "hour_of_day": "hour of day (UTC) the report was filed",
     **TEXT_FEATURES,
@@ -458,17 +620,24 @@ REPORT_FEATURES: dict[str, str] = {
 ORDER_FEATURES: dict[str, str] = {
     "amount": "order amount",
     "amount_vs_buyer_mean_30d": "order amount relative to the buyer's mean order in the last 30 days",
+    "amount_vs_buyer_mean_ever": "order amount relative to the buyer's mean order before it",
+    "amount_vs_seller_mean_ever": "order amount relative to the seller's mean sale before it",
     "has_show": "the order was placed in a livestream",
     "hour_of_day": "hour of day (UTC) the order was placed",
     **_account_docs("buyer", "buyer"),
-    **{k: v for k, v in _transaction_docs("buyer", "buyer").items()},
+    **{k: v for k, v in _transaction_docs("buyer", "buyer").items() if "seller_fraud" not in k},
+    "buyer_buys_1h": "orders the buyer placed in the last hour",
+    **_buying_docs("buyer", "buyer"),
     **_record_docs("buyer", "buyer"),
     "buyer_reports_30d": "reports about the buyer in the last 30 days",
+    **_fraud_record_docs("buyer", "buyer"),
     **_account_docs("seller", "seller"),
     **_fulfillment_docs("seller", "seller"),
+    **_selling_docs("seller", "seller"),
     **{k: v for k, v in _transaction_docs("seller", "seller").items() if "fraud" in k},
     **_record_docs("seller", "seller"),
     "seller_reports_30d": "reports about the seller in the last 30 days",
+    **_fraud_record_docs("seller", "seller"),
 }
 
 FEATURES = {"report": REPORT_FEATURES, "order": ORDER_FEATURES}

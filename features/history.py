@@ -122,6 +122,12 @@ class EventStream:
         cums = self._cums[name]
         return cums[hi] - cums[lo]
 
+    def last_time(self, q: Query) -> np.ndarray:
+        """Time of each query key's latest event strictly before t (NAT if it has none)."""
+        lo, hi = self.bounds(q, None)
+        found = (hi > lo) & (q.keys >= 0)
+        return np.where(found, self.times[np.maximum(hi - 1, 0)] if len(self) else NAT, NAT)
+
     def count_where(self, q: Query, window: int, event_flag: np.ndarray, threshold: np.ndarray) -> np.ndarray:
         """Count window events whose `event_flag` (in stream order) is below each query's threshold.
 

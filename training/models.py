@@ -18,9 +18,12 @@ from scipy.special import expit, log_softmax, softmax
 
 from features.build import as_model_input
 
+# Shallow trees and a slower rate: the labels are few (fraud: about a thousand positives at the default
+# scale), and 31-leaf trees overfit them; on simulated data this raised fraud AP for reports and orders
+# and also lowered the severity model's log loss.
 DEFAULT_PARAMS: dict = {
-    "learning_rate": 0.05,
-    "num_leaves": 31,
+    "learning_rate": 0.03,
+    "num_leaves": 4,
     "min_child_samples": 40,
     "feature_fraction": 0.8,
     "bagging_fraction": 0.8,
@@ -37,7 +40,7 @@ class BinaryModel:
     """LightGBM binary classifier + Platt scaling fitted on a later calibration window."""
 
     features: list[str]
-    n_estimators: int = 300
+    n_estimators: int = 400
     seed: int = 7
     num_threads: int = 2
     params: dict = field(default_factory=dict)

@@ -30,9 +30,11 @@ def _change_after(tables: dict, t: pd.Timestamp, rng: np.random.Generator) -> di
     out = {k: v.copy() for k, v in tables.items()}
     later = out["outcomes"]["resolved_at"] > t
     out["outcomes"].loc[later, "valid"] = ~out["outcomes"].loc[later, "valid"]
+    out["outcomes"].loc[later, "fraud_confirmed"] = ~out["outcomes"].loc[later, "fraud_confirmed"]
     later_r = out["reports"]["created_at"] > t
     subjects = out["reports"]["subject_id"].to_numpy()
     out["reports"].loc[later_r, "subject_id"] = rng.permutation(subjects[later_r.to_numpy()])
+    out["reports"].loc[later_r, "category"] = "payment_fraud"
     later_e = out["enforcements"]["decided_at"] > t
     out["enforcements"].loc[later_e, "family"] = "fraud"
     out["enforcements"].loc[later_e, "action"] = "ban"
@@ -111,3 +113,96 @@ def test_history_features_count_only_strictly_earlier_reports(tables):
     t = seq["created_at"].dt.floor("s")
     expected = [((t < ti) & (t >= ti - pd.Timedelta(days=30))).sum() for ti in t]
     assert seq["n"].tolist() == expected
+
+
+# ---------------------------------------------------------------------------
+# Fraud features on a tiny hand-built marketplace: buyer b buys twice from s1 and once from s2.
+
+def _ts(day: float) -> pd.Timestamp:
+    return pd.Timestamp("2025-01-01", tz="UTC") + pd.Timedelta(days=day)
+
+
+def _tiny_tables() -> dict:
+    ts = lambda days: pd.Series([_ts(d) if d is not None else pd.NaT for d in days], dtype="datetime64[us, UTC]")  # noqa: E731
+    accounts = pd.DataFrame({"account_id": ["b", "s1", "s2", "r"], "created_at": ts([-10, -100, -100, -100]),
+                             "role": ["buyer", "seller", "seller", "buyer"], "verified": [False, True, True, True]})
+    orders = pd.DataFrame({
+        "order_id": ["o1", "o2", "o3"], "buyer_id": ["b", "b", "b"], "seller_id": ["s1", "s1", "s2"],
+        "show_id": [None, None, None], "amount": [10.0, 20.0, 30.0], "created_at": ts([0, 1, 2]),
+        "ship_by": ts([2, 3, 4]), "shipped_at": ts([1, 5, None]), "delivered_at": ts([3, 7, None]),
+        "cancelled": [False, False, True], "cancelled_at": ts([None, None, 2.5]),
+        "refunded": [False, True, False], "refunded_at": ts([None, 9, None]),
+        "fraud": [True, False, False], "fraud_known_at": ts([20, None, None]),
+    })
+    reports = pd.DataFrame({
+        "report_id": ["r1"], "created_at": ts([3]), "reporter_id": ["s1"], "reporter_type": ["seller"],
+        "channel": ["direct_message"], "subject_id": ["b"], "show_id": [None], "order_id": ["o1"],
+        "category": ["payment_fraud"], "description": ["The buyer used a stolen card."],
+    })
+    outcomes = pd.DataFrame({"report_id": ["r1"], "valid": [True], "severity": ["high"], "fraud_confirmed": [True],
+                             "resolved_at": ts([5])})
+    return {"accounts": accounts, "orders": orders, "reports": reports, "outcomes": outcomes}
+
+
+def _order_at(day: float, seller: str = "s2", amount: float = 60.0) -> pd.DataFrame:
+    return pd.DataFrame({"order_id": ["new"], "buyer_id": ["b"], "seller_id": [seller], "show_id": [None],
+                         "amount": [amount], "created_at": pd.Series([_ts(day)], dtype="datetime64[us, UTC]")})
+
+
+def test_buyer_fraud_features_on_a_hand_built_history():
+    X = order_features(_order_at(40), History.from_tables(_tiny_tables())).iloc[0]
+    assert X["buyer_buys_ever"] == 3
+    assert X["buyer_buys_per_day"] == pytest.approx(3 / 50)
+    assert X["buyer_buy_mean_ever"] == pytest.approx(20.0)
+    assert X["amount_vs_buyer_mean_ever"] == pytest.approx(3.0)
+    assert X["buyer_days_since_buy"] == pytest.approx(38.0)
+    assert X["buyer_seller_spread"] == pytest.approx(2 / 3)
+    assert X["buyer_chargebacks_per_mature_buy"] == pytest.approx(1 / 3)
+    assert X["buyer_fraud_reports_ever"] == 1 and X["buyer_fraud_reports_30d"] == 0
+    assert X["buyer_fraud_confirmed"] == 1
+
+
+def test_seller_fraud_features_on_a_hand_built_history():
+    X = order_features(_order_at(40, seller="s1"), History.from_tables(_tiny_tables())).iloc[0]
+    assert X["seller_sold_ever"] == 2
+    assert X["seller_buyer_spread"] == pytest.approx(1 / 2)
+    assert X["seller_late_rate_ever"] == pytest.approx(1 / 2)  # o2 shipped after its ship-by time
+    assert X["seller_refund_rate_ever"] == pytest.approx(1 / 2)
+    assert X["seller_chargebacks_per_mature_sale"] == pytest.approx(1 / 2)
+    assert X["amount_vs_seller_mean_ever"] == pytest.approx(60.0 / 15.0)
+
+
+def test_fraud_labels_count_only_once_known():
+    """Before the chargeback arrives and before the review is resolved, neither counts."""
+    h = History.from_tables(_tiny_tables())
+    early = order_features(_order_at(4), h).iloc[0]
+    assert early["buyer_fraud_confirmed"] == 0 and early["buyer_fraud_reports_ever"] == 1
+    assert np.isnan(early["buyer_chargebacks_per_mature_buy"])  # no purchase is 30 days old yet
+    late = order_features(_order_at(32), h).iloc[0]
+    assert late["buyer_fraud_confirmed"] == 1
+    assert late["buyer_chargebacks_per_mature_buy"] == pytest.approx(1 / 2)  # o3 (day 2) is not 30 days old yet
+
+
+def test_a_later_order_does_not_change_an_earlier_rows_features():
+    tables = _tiny_tables()
+    later = dict(tables)
+    extra = _order_at(45, seller="s1").assign(
+        ship_by=pd.Series([_ts(47)], dtype="datetime64[us, UTC]"), fraud=True,
+        fraud_known_at=pd.Series([_ts(46)], dtype="datetime64[us, UTC]"))
+    later["orders"] = pd.concat([tables["orders"], extra], ignore_index=True)
+    row = _order_at(40)
+    pd.testing.assert_frame_equal(order_features(row, History.from_tables(tables)),
+                                  order_features(row, History.from_tables(later)))
+
+
+def test_the_named_order_is_described_as_it_stood_when_placed_and_at_the_report():
+    h = History.from_tables(_tiny_tables())
+    report = _tiny_tables()["reports"].assign(
+        order_id="o2", created_at=pd.Series([_ts(10)], dtype="datetime64[us, UTC]"))
+    X = report_features(report, h).iloc[0]
+    assert X["order_buyer_age_days"] == pytest.approx(11.0)
+    assert X["order_buyer_buys_7d"] == 1  # o1, the day before o2
+    assert X["order_buyer_days_since_buy"] == pytest.approx(1.0)
+    assert X["order_vs_buyer_mean"] == pytest.approx(2.0)
+    assert X["order_refunded"] == 1 and X["order_cancelled"] == 0 and X["order_fraud_known"] == 0
+    assert X["subject_fraud_confirmed"] == 1  # r1 was resolved on day 5
