@@ -29,7 +29,7 @@ ANY = frozenset(ROLES)
 ROUTES: tuple[tuple[str, re.Pattern, frozenset[str]], ...] = tuple(
     (method, re.compile(f"^{pattern}$"), frozenset(roles) | {"admin"})
     for method, pattern, roles in (
-        ("POST", "/score", ANY), ("POST", "/rank", ANY), ("POST", "/penalty", ANY),
+        ("POST", "/score", ANY), ("POST", "/rank", ANY), ("POST", "/predict/fraud", ANY), ("POST", "/penalty", ANY),
         ("POST", "/reports", {"intake"}),
         ("GET", "/queue", {"investigator"}), ("POST", "/queue/claim", {"investigator"}),
         ("GET", "/cases/[^/]+", {"investigator"}), ("POST", "/cases/[^/]+/resolve", {"investigator"}),

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from features.build import History
+from features.build import CATEGORICALS, History
 from features.contract import REPORTS, Table
 
 
@@ -128,3 +129,33 @@ def parse_reports(payload: Any, history: History, max_batch: int) -> pd.DataFram
     if errors:
         raise RequestError(errors)
     return frame
+
+
+def parse_feature_rows(payload: Any, needed: list[str], max_batch: int, key: str = "dataframe_split") -> pd.DataFrame:
+    """Feature rows in MLflow's `dataframe_split` shape ({"columns": [...], "data": [[...], ...]}) as a frame.
+
+    Every column in `needed` must be there; categorical features are strings, every other value a number or
+    null (missing). Extra columns are kept (the model picks its own).
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("columns"), list) \
+            or not isinstance(payload.get("data"), list):
+        raise RequestError([FieldError(key, 'expected {"columns": [...], "data": [[...], ...]}')])
+    columns, data = payload["columns"], payload["data"]
+    if not data:
+        raise RequestError([FieldError(f"{key}.data", "the batch is empty")])
+    if len(data) > max_batch:
+        raise RequestError([FieldError(f"{key}.data", f"batch of {len(data)} exceeds the maximum of {max_batch}")])
+    errors = [FieldError(f"{key}.columns", f"missing column '{c}'") for c in needed if c not in columns]
+    errors += [FieldError(f"{key}.data[{i}]", f"expected a list of {len(columns)} values")
+               for i, row in enumerate(data) if not isinstance(row, list) or len(row) != len(columns)]
+    if errors:
+        raise RequestError(errors)
+    text = [i for i, c in enumerate(columns) if c in CATEGORICALS]
+    try:
+        if not text:  # all numeric (order features): one conversion for the whole batch
+            return pd.DataFrame(np.array(data, dtype=np.float64), columns=columns)
+        frame = pd.DataFrame(data, columns=columns)
+        numeric = [c for i, c in enumerate(columns) if i not in text]
+        return frame.astype({c: np.float64 for c in numeric})
+    except (TypeError, ValueError) as err:
+        raise RequestError([FieldError(f"{key}.data", f"non-numeric value in a numeric column ({err})")]) from err

@@ -13,7 +13,7 @@ from typing import Any
 
 from features import settings as S
 from features.build import History
-from serving.requests import parse_reports
+from serving.requests import parse_feature_rows, parse_reports
 from training import registry
 from training.scoring import Scorer, rank_order
 
@@ -35,6 +35,16 @@ class Runtime:
     def score(self, payload: Any) -> list[dict]:
         reports = parse_reports(payload, self.history, self.settings.max_batch)
         return self.scorer.score(reports, self.history)
+
+    def predict_fraud(self, rows: Any) -> dict:
+        """The fraud model alone on feature rows (order features, or report features): what `mlflow models
+        serve` of docket-fraud computes, for comparing serving overhead; no features built, no reasons."""
+        fraud = self.scorer.fraud.bundle
+        needed = fraud.report.features if isinstance(rows, dict) and "category" in rows.get("columns", ()) \
+            else fraud.order.features
+        X = parse_feature_rows(rows, needed, self.settings.max_batch)
+        return {"fraud_risk": [round(float(p), 6) for p in fraud.predict(X)["fraud_risk"]],
+                "model_versions": {S.FRAUD_MODEL: self.scorer.fraud.version}}
 
     @staticmethod
     def rank(scored: list[dict]) -> list[dict]:

@@ -198,6 +198,12 @@ class Docket:
         """Score a batch of reports: validity, severity, fraud risk, priority and reasons, in request order."""
         return self._answer(ctx, lambda rt: rt.score(reports))
 
+    @bentoml.api(route="/predict/fraud")
+    def predict_fraud(self, ctx: bentoml.Context, dataframe_split: Any = None) -> Any:
+        """Fraud risk of feature rows in MLflow's `dataframe_split` shape: the fraud model only (no features, no
+        reasons), the same work as `mlflow models serve` of docket-fraud."""
+        return self._answer(ctx, lambda rt: rt.predict_fraud(dataframe_split))
+
     @bentoml.api(route="/rank")
     def rank(self, ctx: bentoml.Context, reports: Any = None) -> Any:
         """The same results ordered by priority, highest first; ties by created_at, then report_id."""

@@ -1,0 +1,304 @@
+"""Online suite: Docket's real BentoML service against `mlflow models serve` of the same fraud model.
+
+Everything runs on loopback in separate processes: the two servers, and the load generator
+(benchmarks.loadgen) started once per case. One run:
+
+1. simulates a marketplace into work_dir, trains and registers the models in a private MLflow
+   registry there, and creates an admin API key in a private store;
+2. starts `bentoml serve serving.service:Docket` and `mlflow models serve -m models:/docket-fraud@champion`
+   (default worker counts: one each) and waits until both answer;
+3. drives, at each concurrency level, one report and batches of 100 reports through Docket's `/score`
+   (features, both models, reasons), and the same order-feature rows through the fraud model alone on
+   both servers: Docket's `/predict/fraud` and MLflow's `/invocations`, both in `dataframe_split` shape;
+4. stops every process it started, also on error.
+
+Each case row has throughput (requests/s and rows/s), p50/p95/p99 latency, errors, and the largest
+resident memory of the serving process tree (workers included) seen during the case; ratio rows compare
+Docket with MLflow at the same concurrency and batch size (throughput: higher is better for Docket above 1;
+p99: lower is better for Docket below 1). The load average at the start of each case goes with each row,
+since the load generator and the servers share the machine.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+FULL_REPORTS, TINY_REPORTS = 20_000, 2_000
+BATCH = 100
+POOL = 200  # distinct single-row bodies; batches are drawn from the same rows
+STARTUP_SECONDS = 240.0
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    server: str  # "docket" or "mlflow"
+    path: str
+    path_kind: str  # "score" (the whole /score) or "model" (the fraud model alone)
+    rows: int
+
+
+CASES = (
+    Case("docket /score", "docket", "/score", "score", 1),
+    Case("docket /score", "docket", "/score", "score", BATCH),
+    Case("docket /predict/fraud", "docket", "/predict/fraud", "model", 1),
+    Case("docket /predict/fraud", "docket", "/predict/fraud", "model", BATCH),
+    Case("mlflow /invocations", "mlflow", "/invocations", "model", 1),
+    Case("mlflow /invocations", "mlflow", "/invocations", "model", BATCH),
+)
+
+
+def run(config) -> list[dict]:
+    """Prepare data, models and key; serve with both servers; drive every case at every concurrency."""
+    work = Path(config.work_dir) / "online"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    env, key, bodies = prepare(work, TINY_REPORTS if config.tiny else FULL_REPORTS, config.seed)
+    rows: list[dict] = []
+    with ExitStack() as stack:
+        docket = stack.enter_context(serve_docket(env, work))
+        mlflow = stack.enter_context(serve_mlflow(env, work))
+        servers = {"docket": docket, "mlflow": mlflow}
+        headers = {"docket": [f"Authorization: Bearer {key}"], "mlflow": []}
+        for case in CASES:
+            body_file = work / f"bodies-{case.server}-{case.path_kind}-{case.rows}.json"
+            body_file.write_text(json.dumps(bodies[(case.server, case.path_kind, case.rows)]))
+            for concurrency in config.concurrency:
+                url, pid = servers[case.server]
+                result = drive(url + case.path, body_file, case.rows, concurrency, config, headers[case.server],
+                               pid, work / f"result-{len(rows)}.json")
+                rows.append({"suite": "online", "case": case.name, "server": case.server,
+                             "path_kind": case.path_kind, "rows_per_request": case.rows, **result})
+    return rows + ratios(rows)
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """Docket / MLflow at the same concurrency and batch size, for the model-only path and for /score."""
+    mlflow = {(r["rows_per_request"], r["concurrency"]): r for r in rows if r["server"] == "mlflow"}
+    out = []
+    for r in rows:
+        base = mlflow.get((r["rows_per_request"], r["concurrency"]))
+        if r["server"] != "docket" or base is None:
+            continue
+        out.append({
+            "suite": "online", "case": f"ratio {r['case']} / mlflow /invocations", "server": "docket/mlflow",
+            "path_kind": r["path_kind"], "rows_per_request": r["rows_per_request"], "concurrency": r["concurrency"],
+            "throughput_ratio": _ratio(r["throughput_rps"], base["throughput_rps"]),
+            "p99_ratio": _ratio(r["p99_ms"], base["p99_ms"]),
+        })
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+# --- preparation -------------------------------------------------------------------------------------------
+
+def prepare(work: Path, n_reports: int, seed: int) -> tuple[dict[str, str], str, dict]:
+    """Data, a trained champion pair, an admin key; returns (server env, key, request bodies per case)."""
+    from features import settings as S
+    from features.io import load_tables, write_tables
+    from features.simulate import simulate
+    from serving.queue_policy import load_queue_policy
+    from training.train import train
+
+    data_dir = work / "data"
+    write_tables(simulate(n_reports, seed=seed), data_dir)
+    env = {"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+           "DOCKET_DATABASE_URL": f"sqlite:///{work / 'docket.db'}", "BENTOML_HOME": str(work / "bentoml")}
+    tables = load_tables(data_dir)
+    train(tables, S.Settings.from_env(env), rules=load_queue_policy())
+    return env, _admin_key(env["DOCKET_DATABASE_URL"]), request_bodies(tables, seed)
+
+
+def _admin_key(database_url: str) -> str:
+    from serving.auth import create_key
+    from serving.store import make_engine, migrate
+
+    engine = make_engine(database_url)
+    migrate(engine)
+    key = create_key(engine, "admin", actor="benchmarks.online", now=datetime.now(UTC))
+    engine.dispose()
+    return key
+
+
+def request_bodies(tables: dict, seed: int) -> dict[tuple[str, str, int], list]:
+    """Bodies per (server, path kind, rows): reports for /score, order-feature rows for the model alone.
+
+    The model-only bodies are the same rows, in the same order, for Docket and MLflow.
+    """
+    from features.build import History, order_features
+    from training.registry import _plain
+
+    rng = np.random.default_rng(seed)
+    reports = tables["reports"]
+    reports = reports.iloc[rng.choice(len(reports), size=min(POOL, len(reports)), replace=False)]
+    orders = tables["orders"]
+    orders = orders.iloc[rng.choice(len(orders), size=min(POOL, len(orders)), replace=False)].reset_index(drop=True)
+    X = _plain(order_features(orders, History.from_tables(tables)))
+    records = report_records(reports)
+    split = [_split(X.iloc[[i]]) for i in range(len(X))]
+    batches = [_split(X.iloc[_wrap(i, len(X))]) for i in range(0, len(X), BATCH // 4)]
+    report_batches = [[records[j] for j in _wrap(i, len(records))] for i in range(0, len(records), BATCH // 4)]
+    out = {("docket", "score", 1): [{"reports": [r]} for r in records],
+           ("docket", "score", BATCH): [{"reports": b} for b in report_batches]}
+    for server in ("docket", "mlflow"):
+        out[(server, "model", 1)] = [{"dataframe_split": s} for s in split]
+        out[(server, "model", BATCH)] = [{"dataframe_split": b} for b in batches]
+    return out
+
+
+def _wrap(start: int, n: int) -> list[int]:
+    return [(start + k) % n for k in range(BATCH)]
+
+
+def _split(X: pd.DataFrame) -> dict:
+    """A frame as MLflow's `dataframe_split` JSON: columns and rows, NaN as null."""
+    data = [[None if isinstance(v, float) and np.isnan(v) else v for v in row] for row in X.to_numpy(object).tolist()]
+    return {"columns": list(X.columns), "data": data}
+
+
+def report_records(reports: pd.DataFrame) -> list[dict]:
+    """Rows of the reports table as the JSON other systems send."""
+    return [{k: (v.isoformat() if isinstance(v, pd.Timestamp) else (None if pd.isna(v) else v)) for k, v in row.items()}
+            for row in reports.to_dict("records")]
+
+
+# --- servers -----------------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _process(cmd: list[str], env: dict[str, str], log: Path, base: str, probe: str) -> Iterator[tuple[str, int]]:
+    """Start a server in its own process group, wait until base + `probe` answers 200; stop the whole group on exit."""
+    with open(log, "w") as out:
+        path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # mlflow execs `uvicorn` from PATH
+        proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env, "PATH": path}, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd[0]} exited with {proc.returncode}: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(base + probe, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{cmd[0]} not ready after {STARTUP_SECONDS}s: {log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield base, proc.pid
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group (it and its workers), SIGKILL what is left after 20 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def serve_docket(env: dict[str, str], work: Path):
+    port = _free_port()
+    cmd = [str(BIN / "bentoml"), "serve", "serving.service:Docket", "--host", "127.0.0.1", "--port", str(port)]
+    return _process(cmd, env, work / "docket.log", f"http://127.0.0.1:{port}", "/readyz")
+
+
+def serve_mlflow(env: dict[str, str], work: Path):
+    from features import settings as S
+
+    port = _free_port()
+    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{S.FRAUD_MODEL}@{S.CHAMPION}",
+           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    return _process(cmd, env, work / "mlflow.log", f"http://127.0.0.1:{port}", "/ping")
+
+
+# --- measuring ---------------------------------------------------------------------------------------------
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total_kb, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+        except OSError:
+            continue
+    return round(total_kb / 1024, 1)
+
+
+def drive(url: str, bodies: Path, rows: int, concurrency: int, config, headers: list[str], server_pid: int,
+          out: Path) -> dict:
+    """One case: the load generator in its own process; the servers' memory sampled meanwhile."""
+    cmd = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--bodies", str(bodies), "--rows", str(rows),
+           "--concurrency", str(concurrency), "--requests", str(config.requests),
+           "--duration", str(config.duration_s), "--warmup", str(max(concurrency, 5)), "--out", str(out)]
+    for h in headers:
+        cmd += ["--header", h]
+    load_avg = round(os.getloadavg()[0], 2)
+    peak = [tree_rss_mb(server_pid)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.5):
+            peak.append(tree_rss_mb(server_pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        subprocess.run(cmd, cwd=REPO, check=True, timeout=config.duration_s + 120,
+                       capture_output=True, text=True)
+    except subprocess.CalledProcessError as err:
+        raise RuntimeError(f"load generator failed: {err.stderr[-2000:]}") from err
+    finally:
+        done.set()
+        sampler.join()
+    result = json.loads(out.read_text())
+    return {**result, "rss_mb": max(peak), "load_avg_1m": load_avg}
