@@ -1,4 +1,4 @@
-# The two set-up commands: `make serve` and `make test`. Both create .venv and install on first use.
+# The two set-up commands: `make serve` and `make test` (`make bench` benchmarks this machine). Both create .venv and install on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ DATA ?= $(or $(DOCKET_DATA_DIR),data)
 REPORTS ?= 30000
 PORT ?= 3000
 
-.PHONY: install serve test data train clean
+.PHONY: install serve test bench data train clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ serve: train
 
 test: install
 	$(BIN)/python -m pytest
+
+# Full sizes (100k and 1M reports) on simulated data in a scratch folder; never touches ./data or ./mlflow.db.
+bench: install
+	$(BIN)/docket bench
 
 clean:
 	rm -rf $(VENV) data mlflow.db mlruns mlartifacts

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from features import settings as S
-from serving import cli_models
+from serving import cli_bench, cli_models
 from serving.cli_support import DATA_HELP, CliError, err, steps
 from serving.cli_support import data_dir as _data_dir
 from serving.cli_support import run as _run
@@ -88,6 +88,7 @@ def features(
 app.command()(cli_models.train)
 app.command()(cli_models.evaluate)
 app.command()(cli_models.promote)
+app.command("bench")(cli_bench.bench)
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: stored hashed, shown once.")

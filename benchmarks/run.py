@@ -1,0 +1,152 @@
+"""Run the benchmark suites and write `results.json` (rows + the machine they ran on) and `results.md`.
+
+Each suite is a module with `run(config) -> list[dict]`; a row has at least `suite` and `case`, then
+its figures, and where a target applies `target` (what it is) and `pass`. A suite that is not there
+(or fails) becomes one row with `error`, so one broken suite never loses the others' figures.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import subprocess
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+from benchmarks.config import BenchConfig
+
+SUITES: dict[str, str] = {"offline": "benchmarks.offline", "online": "benchmarks.online", "queue": "benchmarks.queue_bench"}
+PACKAGES = ("numpy", "pandas", "pyarrow", "lightgbm", "scikit-learn", "mlflow", "bentoml", "sqlalchemy")
+REPO = Path(__file__).resolve().parents[1]
+# Columns first in each markdown table when a suite has them; the rest follow in the order they appear.
+LEADING = ("case", "size", "concurrency", "wall_s", "rows_per_s", "peak_rss_mb", "time_growth", "rss_ratio",
+           "target", "pass")
+HIDDEN = ("suite", "ok")
+
+
+def step_names(config: BenchConfig, suites: Sequence[str]) -> list[str]:
+    """The progress labels `run` passes to on_step, in order."""
+    from benchmarks import offline
+
+    return [name for s in suites for name in (offline.step_names(sorted(config.sizes)) if s == "offline" else [s])]
+
+
+def run(config: BenchConfig, out_dir: Path, suites: Sequence[str] = tuple(SUITES),
+        on_step: Callable[[str], None] = lambda name: None) -> list[dict]:
+    """Run `suites` with `config`, write out_dir/results.json and out_dir/results.md, return the rows."""
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        raise ValueError(f"unknown suite(s) {', '.join(unknown)}; choose from {', '.join(SUITES)}")
+    rows: list[dict] = []
+    for suite in suites:
+        rows.extend(_run_suite(suite, config, on_step))
+        if suite != "offline":  # the offline suite marks each of its steps itself
+            on_step(suite)
+    write(rows, config, Path(out_dir))
+    return rows
+
+
+def _run_suite(suite: str, config: BenchConfig, on_step: Callable[[str], None]) -> list[dict]:
+    try:
+        module = importlib.import_module(SUITES[suite])
+    except ModuleNotFoundError as e:
+        if e.name != SUITES[suite]:
+            raise
+        return [{"suite": suite, "case": "-", "ok": False, "error": f"{SUITES[suite]} does not exist yet"}]
+    try:
+        if suite == "offline":
+            return module.run(config, on_step=on_step)
+        return [{"suite": suite, **row} for row in module.run(config)]
+    except Exception as e:  # one suite failing must not lose the others' figures
+        return [{"suite": suite, "case": "-", "ok": False,
+                 "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5)}]
+
+
+def machine() -> dict:
+    """What the figures were measured on and with."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    mem_kb = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                   if line.startswith("MemTotal:")), 0) if Path("/proc/meminfo").exists() else 0
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "cores": os.cpu_count(), "ram_gb": round(mem_kb / 1024 ** 2, 1), "platform": platform.platform(),
+        "python": platform.python_version(), "packages": versions, "load_average": _load(),
+    }
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return None
+
+
+def write(rows: list[dict], config: BenchConfig, out_dir: Path) -> tuple[Path, Path]:
+    """results.json and results.md in out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items() if k != "postgres_url"}
+    settings["postgres"] = config.postgres_url is not None  # never write a connection string (it may hold a password)
+    doc = {"machine": info, "config": settings, "results": rows}
+    json_path, md_path = out_dir / "results.json", out_dir / "results.md"
+    json_path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    md_path.write_text(markdown(rows, info, config))
+    return json_path, md_path
+
+
+def markdown(rows: list[dict], info: dict, config: BenchConfig) -> str:
+    """One table per suite; a target column says what was required and whether it passed."""
+    load = ", ".join(f"{x:g}" for x in info["load_average"] or [])
+    lines = [
+        f"Measured {info['date']} on {info['cores']} cores, {info['ram_gb']:g} GB RAM, Python {info['python']}, "
+        f"commit {(info['git_commit'] or 'unknown')[:10]}{' (dirty)' if info['git_dirty'] else ''}; "
+        f"load average at the end {load}." + (" Tiny run: no targets apply." if config.tiny else ""),
+        "",
+    ]
+    for suite in dict.fromkeys(r["suite"] for r in rows):
+        lines += [f"### {suite}", "", *_table([r for r in rows if r["suite"] == suite]), ""]
+    if any(r.get("suite") == "offline" and "time_growth" in r for r in rows):
+        lines += ["Growth: `time_growth` = (time ratio) / (size ratio) from the smallest to the largest size; "
+                  "1.0 is linear. `rss_ratio` is the peak-memory ratio.", ""]
+    return "\n".join(lines)
+
+
+def _table(rows: list[dict]) -> list[str]:
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in HIDDEN and k != "traceback"]
+    cols = [k for k in LEADING if k in keys] + [k for k in keys if k not in LEADING]
+    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(_cell(k, r.get(k)) for k in cols) + " |")
+    return out
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return ""
+    if key == "pass":
+        return "pass" if value else "**FAIL**"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
