@@ -408,8 +408,14 @@ def order_buyer_block(h: History, buyer: np.ndarray, created: np.ndarray, amount
     }
 
 
+_CATEGORY_INDEX = {name: pd.Index(list(values), dtype=object) for name, values in CATEGORICALS.items()}
+_CATEGORY_DTYPE = {name: pd.CategoricalDtype(list(values)) for name, values in CATEGORICALS.items()}
+
+
 def _categorical(values: pd.Series, name: str) -> pd.Categorical:
-    return pd.Categorical(values.astype(object), categories=list(CATEGORICALS[name]))
+    """Values on the fixed vocabulary; anything outside it (or missing) becomes NaN."""
+    codes = _CATEGORY_INDEX[name].get_indexer(values.astype(object))
+    return pd.Categorical.from_codes(codes, dtype=_CATEGORY_DTYPE[name])
 
 
 def as_model_input(X: pd.DataFrame) -> pd.DataFrame:
@@ -420,6 +426,18 @@ def as_model_input(X: pd.DataFrame) -> pd.DataFrame:
     """
     fix = {c: _categorical(X[c], c) for c in CATEGORICALS if c in X.columns and not _has_vocabulary(X[c], c)}
     return X.assign(**fix) if fix else X
+
+
+def as_matrix(X: pd.DataFrame) -> np.ndarray:
+    """X as the float matrix LightGBM predicts from, in X's column order: categoricals as their codes on the
+    fixed vocabulary (missing: NaN), everything else as float64; the same numbers LightGBM derives from the
+    frame itself. Scoring converts once per request instead of once per model call: LightGBM's own pandas
+    conversion costs milliseconds per call, far more than predicting a few rows.
+    """
+    X = as_model_input(X)
+    cats = [c for c, dtype in X.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)]
+    codes = {c: np.where(X[c].cat.codes.to_numpy() < 0, np.nan, X[c].cat.codes.to_numpy()) for c in cats}
+    return (X.assign(**codes) if codes else X).to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _has_vocabulary(col: pd.Series, name: str) -> bool:
@@ -446,13 +464,14 @@ def report_features(reports: pd.DataFrame, h: History) -> pd.DataFrame:
         "has_show": reports["show_id"].notna().to_numpy(np.float64),
         "hour_of_day": ((t % DAY) // HOUR).astype(np.float64),
     }
-    frame = pd.DataFrame(blocks)
-    frame.insert(0, "reporter_type", _categorical(reports["reporter_type"], "reporter_type"))
-    frame.insert(1, "channel", _categorical(reports["channel"], "channel"))
-    frame.insert(2, "category", _categorical(reports["category"], "category"))
-    frame.insert(3, "family", _categorical(family, "family"))
     text = text_features(reports["description"].reset_index(drop=True))
-    return pd.concat([frame, text], axis=1)[list(REPORT_FEATURES)]
+    columns = {
+        **{c: _categorical(reports[c], c) for c in ("reporter_type", "channel", "category")},
+        "family": _categorical(family, "family"),
+        **blocks,
+        **{c: text[c].to_numpy() for c in text.columns},
+    }
+    return pd.DataFrame({name: columns[name] for name in REPORT_FEATURES})  # one frame, built once
 
 
 def order_features(orders: pd.DataFrame, h: History) -> pd.DataFrame:

@@ -8,15 +8,26 @@ contributions (in raw-score units) remain the honest explanation of a score.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
-import lightgbm as lgb
+# LightGBM's OpenMP threads spin while they wait at each of a boosting round's many barriers. With shallow
+# trees a round is short, so on a shared or busy machine (more runnable threads than cores) a waiting thread
+# holds a core the working one needs: profiled on 2 cores with other work running, 2 threads fitted a
+# 60k-row model in 35-65 s against 5 s with 1, nearly all of it in libgomp's wait loop. Passive waiting
+# (threads sleep instead) must be set before OpenMP starts, i.e. before lightgbm is imported; an explicit
+# OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import lightgbm as lgb  # noqa: E402
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_softmax, softmax
 
 from features.build import as_model_input
+
+ModelInput = pd.DataFrame | np.ndarray  # a frame, or features.build.as_matrix of its model's features
 
 # Shallow trees and a slower rate: the labels are few (fraud: about a thousand positives at the default
 # scale), and 31-leaf trees overfit them; on simulated data this raised fraud AP for reports and orders
@@ -52,22 +63,22 @@ class BinaryModel:
         self.platt_ = _fit_platt(self.raw(X_cal), np.asarray(y_cal, dtype=float))
         return self
 
-    def raw(self, X: pd.DataFrame) -> np.ndarray:
-        return self.booster_.predict(as_model_input(X[self.features]), raw_score=True, num_threads=self.num_threads)
+    def raw(self, X: ModelInput) -> np.ndarray:
+        return self.booster_.predict(_input(X, self.features), raw_score=True, num_threads=self.num_threads)
 
     @property
     def slope(self) -> float:
         """d(calibrated logit) / d(raw score): how far one unit of contribution moves the probability."""
         return self.platt_[0]
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: ModelInput) -> np.ndarray:
         """Calibrated probability of the positive class, shape (n,)."""
         a, b = self.platt_
         return expit(a * self.raw(X) + b)
 
-    def contributions(self, X: pd.DataFrame) -> np.ndarray:
+    def contributions(self, X: ModelInput) -> np.ndarray:
         """Per-feature raw-score contributions, shape (n, n_features) (expected value dropped)."""
-        return self.booster_.predict(as_model_input(X[self.features]), pred_contrib=True, num_threads=self.num_threads)[:, :-1]
+        return self.booster_.predict(_input(X, self.features), pred_contrib=True, num_threads=self.num_threads)[:, :-1]
 
 
 @dataclass
@@ -88,18 +99,27 @@ class MulticlassModel:
         self.temperature_ = _fit_temperature(self.raw(X_cal), np.asarray(y_cal, dtype=int))
         return self
 
-    def raw(self, X: pd.DataFrame) -> np.ndarray:
-        return self.booster_.predict(as_model_input(X[self.features]), raw_score=True, num_threads=self.num_threads).reshape(len(X), len(self.classes))
+    def raw(self, X: ModelInput) -> np.ndarray:
+        return self.booster_.predict(_input(X, self.features), raw_score=True, num_threads=self.num_threads).reshape(len(X), len(self.classes))
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_proba(self, X: ModelInput) -> np.ndarray:
         """Calibrated class probabilities, shape (n, n_classes), rows summing to 1."""
         return softmax(self.raw(X) / self.temperature_, axis=1)
 
-    def contributions(self, X: pd.DataFrame, cls: np.ndarray) -> np.ndarray:
+    def contributions(self, X: ModelInput, cls: np.ndarray) -> np.ndarray:
         """Contributions toward each row's class `cls` (index), shape (n, n_features)."""
         k, f = len(self.classes), len(self.features) + 1
-        contrib = self.booster_.predict(as_model_input(X[self.features]), pred_contrib=True, num_threads=self.num_threads).reshape(len(X), k, f)
+        contrib = self.booster_.predict(_input(X, self.features), pred_contrib=True, num_threads=self.num_threads).reshape(len(X), k, f)
         return contrib[np.arange(len(X)), np.asarray(cls, dtype=int), :-1]
+
+
+def _input(X: ModelInput, features: list[str]) -> pd.DataFrame | np.ndarray:
+    """What the booster predicts from: a prepared matrix as it is, a frame's model columns on the vocabulary."""
+    if isinstance(X, np.ndarray):
+        if X.shape[1] != len(features):
+            raise ValueError(f"a prepared matrix has {X.shape[1]} columns; the model takes {len(features)}")
+        return X
+    return as_model_input(X[features])
 
 
 def _fit_platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:

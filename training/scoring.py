@@ -15,7 +15,7 @@ import pandas as pd
 
 from features import settings as S
 from features import vocabulary as V
-from features.build import History, report_features
+from features.build import History, as_matrix, report_features
 from training.registry import Loaded
 
 # Weight of each severity in the priority: a critical report is worth four low ones.
@@ -43,6 +43,16 @@ def _json_value(v) -> float | str | None:
     return v if isinstance(v, str) else float(v)
 
 
+def _matrices(X: pd.DataFrame, models: tuple) -> tuple[np.ndarray, ...]:
+    """Each model's features of X as a LightGBM matrix, converted once per distinct feature list rather than
+    once per model call (LightGBM's own frame conversion costs more than predicting a few rows)."""
+    by_features: dict[tuple[str, ...], np.ndarray] = {}
+    for m in models:
+        if tuple(m.features) not in by_features:
+            by_features[tuple(m.features)] = as_matrix(X[m.features])
+    return tuple(by_features[tuple(m.features)] for m in models)
+
+
 @dataclass(frozen=True)
 class Scorer:
     severity: Loaded
@@ -60,12 +70,13 @@ class Scorer:
 
     def score_features(self, reports: pd.DataFrame, X: pd.DataFrame) -> list[dict]:
         sev, fraud = self.severity.bundle, self.fraud.bundle
-        p_valid = sev.validity.predict_proba(X)
-        sev_probs = sev.severity.predict_proba(X)
-        fraud_risk = fraud.report.predict_proba(X)
+        M = _matrices(X, (sev.validity, sev.severity, fraud.report))
+        p_valid = sev.validity.predict_proba(M[0])
+        sev_probs = sev.severity.predict_proba(M[1])
+        fraud_risk = fraud.report.predict_proba(M[2])
         prio = priority(p_valid, sev_probs, fraud_risk)
         sev_idx = sev_probs.argmax(axis=1)
-        reasons = self._reasons(X, p_valid, sev_probs, fraud_risk, sev_idx)
+        reasons = self._reasons(X, M, p_valid, sev_probs, fraud_risk, sev_idx)
         created = reports["created_at"]
         out = []
         for i in range(len(X)):
@@ -82,8 +93,8 @@ class Scorer:
             })
         return out
 
-    def _reasons(self, X: pd.DataFrame, p_valid: np.ndarray, sev_probs: np.ndarray, fraud_risk: np.ndarray,
-                 sev_idx: np.ndarray) -> list[list[dict]]:
+    def _reasons(self, X: pd.DataFrame, M: tuple[np.ndarray, ...], p_valid: np.ndarray, sev_probs: np.ndarray,
+                 fraud_risk: np.ndarray, sev_idx: np.ndarray) -> list[list[dict]]:
         """The contributions that move the priority most, across the three report models.
 
         Each model's LightGBM contribution (raw-score units) is scaled by how
@@ -105,9 +116,9 @@ class Scorer:
             "fraud": 100 * (1 - p_valid * expected_w) * fraud.report.slope * fraud_risk * (1 - fraud_risk),
         }
         blocks = {
-            "validity": sev.validity.contributions(X),
-            "severity": sev.severity.contributions(X, sev_idx),
-            "fraud": fraud.report.contributions(X),
+            "validity": sev.validity.contributions(M[0]),
+            "severity": sev.severity.contributions(M[1], sev_idx),
+            "fraud": fraud.report.contributions(M[2]),
         }
         raw = np.hstack(list(blocks.values()))
         effect = np.hstack([blocks[m] * gradients[m][:, None] for m in blocks])

@@ -1,0 +1,54 @@
+"""The online benchmark runs end to end at a tiny size: both servers for real, the load generator apart."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.config import BenchConfig
+from benchmarks.online import CASES, run
+
+CASE_FIELDS = {"suite", "case", "server", "path_kind", "rows_per_request", "concurrency", "requests", "ok", "errors",
+               "throughput_rps", "throughput_rows_s", "p50_ms", "p95_ms", "p99_ms", "rss_mb", "load_avg_1m"}
+RATIO_FIELDS = {"suite", "case", "server", "path_kind", "rows_per_request", "concurrency", "throughput_ratio",
+                "p99_ratio"}
+
+
+@pytest.fixture(scope="module")
+def work_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench")
+
+
+@pytest.fixture(scope="module")
+def rows(work_dir) -> list[dict]:
+    return run(BenchConfig.make(tiny=True, work_dir=work_dir, requests=12, duration_s=5.0, concurrency=(1, 2)))
+
+
+def test_online_benchmark_measures_every_case_at_every_concurrency(rows):
+    cases = [r for r in rows if "throughput_rps" in r]
+    assert len(cases) == len(CASES) * 2
+    for r in cases:
+        assert CASE_FIELDS <= set(r), r
+        assert r["errors"] == 0, r.get("error_samples")
+        assert r["ok"] > 0 and r["rss_mb"] > 0
+        assert r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
+
+
+def test_online_benchmark_compares_docket_with_mlflow_both_ways(rows):
+    ratios = [r for r in rows if "throughput_ratio" in r]
+    assert {(r["path_kind"], r["rows_per_request"], r["concurrency"]) for r in ratios} == {
+        (kind, n, c) for kind in ("model", "score") for n in (1, 100) for c in (1, 2)}
+    for r in ratios:
+        assert RATIO_FIELDS <= set(r) and r["throughput_ratio"] > 0 and r["p99_ratio"] > 0
+
+
+def test_online_benchmark_leaves_no_server_running(rows, work_dir):
+    mine = f"DOCKET_DATA_DIR={work_dir / 'online' / 'data'}".encode()
+    left = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and mine in (proc / "environ").read_bytes().split(b"\0"):
+                left.append(proc.name)
+        except OSError:
+            continue
+    assert not left, f"processes still running: {left}"
