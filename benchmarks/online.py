@@ -5,8 +5,8 @@ Everything runs on loopback in separate processes: the two servers, and the load
 
 1. simulates a marketplace into work_dir, trains and registers the models in a private MLflow
    registry there, and creates an admin API key in a private store;
-2. starts `bentoml serve serving.service:Docket` and `mlflow models serve -m models:/docket-fraud@champion`
-   (default worker counts: one each) and waits until both answer;
+2. starts `bentoml serve serving.service:Docket` (with one worker, then two: WORKERS) and
+   `mlflow models serve -m models:/docket-fraud@champion` (its default, one worker), one at a time;
 3. drives, at each concurrency level, one report and batches of 100 reports through Docket's `/score`
    (features, both models, reasons), and the same order-feature rows through the fraud model alone on
    both servers: Docket's `/predict/fraud` and MLflow's `/invocations`, both in `dataframe_split` shape;
@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +45,9 @@ FULL_REPORTS, TINY_REPORTS = 20_000, 2_000
 BATCH = 100
 POOL = 200  # distinct single-row bodies; batches are drawn from the same rows
 STARTUP_SECONDS = 240.0
+# Docket's BentoML worker processes (DOCKET_WORKERS); on a 2-core machine both are measured. MLflow keeps its
+# default (one uvicorn worker).
+WORKERS, TINY_WORKERS = (1, 2), (1,)
 
 
 @dataclass(frozen=True)
@@ -73,21 +76,19 @@ def run(config) -> list[dict]:
         shutil.rmtree(work)
     work.mkdir(parents=True)
     env, key, bodies = prepare(work, TINY_REPORTS if config.tiny else FULL_REPORTS, config.seed)
+    headers = {"docket": [f"Authorization: Bearer {key}"], "mlflow": []}
     rows: list[dict] = []
-    with ExitStack() as stack:
-        docket = stack.enter_context(serve_docket(env, work))
-        mlflow = stack.enter_context(serve_mlflow(env, work))
-        servers = {"docket": docket, "mlflow": mlflow}
-        headers = {"docket": [f"Authorization: Bearer {key}"], "mlflow": []}
-        for case in CASES:
-            body_file = work / f"bodies-{case.server}-{case.path_kind}-{case.rows}.json"
-            body_file.write_text(json.dumps(bodies[(case.server, case.path_kind, case.rows)]))
-            for concurrency in config.concurrency:
-                url, pid = servers[case.server]
-                result = drive(url + case.path, body_file, case.rows, concurrency, config, headers[case.server],
-                               pid, work / f"result-{len(rows)}.json")
-                rows.append({"suite": "online", "case": case.name, "server": case.server,
-                             "path_kind": case.path_kind, "rows_per_request": case.rows, **result})
+    for server, workers in [("docket", w) for w in (TINY_WORKERS if config.tiny else WORKERS)] + [("mlflow", 1)]:
+        serve = serve_docket if server == "docket" else serve_mlflow
+        with serve({**env, "DOCKET_WORKERS": str(workers)}, work) as (url, pid):
+            for case in (c for c in CASES if c.server == server):
+                body_file = work / f"bodies-{case.server}-{case.path_kind}-{case.rows}.json"
+                body_file.write_text(json.dumps(bodies[(case.server, case.path_kind, case.rows)]))
+                for concurrency in config.concurrency:
+                    result = drive(url + case.path, body_file, case.rows, concurrency, config, headers[server], pid,
+                                   work / f"result-{len(rows)}.json")
+                    rows.append({"suite": "online", "case": case.name, "server": server, "workers": workers,
+                                 "path_kind": case.path_kind, "rows_per_request": case.rows, **result})
     return rows + ratios(rows)
 
 
@@ -101,7 +102,7 @@ def ratios(rows: list[dict]) -> list[dict]:
             continue
         out.append({
             "suite": "online", "case": f"ratio {r['case']} / mlflow /invocations", "server": "docket/mlflow",
-            "path_kind": r["path_kind"], "rows_per_request": r["rows_per_request"], "concurrency": r["concurrency"],
+            "workers": r["workers"], "path_kind": r["path_kind"], "rows_per_request": r["rows_per_request"], "concurrency": r["concurrency"],
             "throughput_ratio": _ratio(r["throughput_rps"], base["throughput_rps"]),
             "p99_ratio": _ratio(r["p99_ms"], base["p99_ms"]),
         })

@@ -112,14 +112,14 @@ def parse_reports(payload: Any, history: History, max_batch: int) -> pd.DataFram
     """Reports from a request body, checked against the contract and the service's data source."""
     frame = parse_records(payload, REPORTS, "reports", max_batch)
     errors: list[FieldError] = []
+    order_codes = history.order_codes(frame["order_id"])
     for column, codes in (("subject_id", history.account_codes(frame["subject_id"])),
                           ("reporter_id", history.account_codes(frame["reporter_id"])),
-                          ("order_id", history.order_codes(frame["order_id"]))):
+                          ("order_id", order_codes)):
         present = frame[column].notna().to_numpy()
         for i in (present & (codes < 0)).nonzero()[0]:
             what = "order" if column == "order_id" else "account"
             errors.append(FieldError(f"reports[{i}].{column}", f"unknown {what} '{frame.at[i, column]}'"))
-    order_codes = history.order_codes(frame["order_id"])
     report_t = frame["created_at"].dt.as_unit("s").array.asi8
     order_t = history.order_times["created"].to_numpy()[order_codes.clip(0)] if len(history.order_times) else report_t
     for i in ((order_codes >= 0) & (order_t > report_t)).nonzero()[0]:

@@ -19,6 +19,7 @@ and the poll brings the others along.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -52,7 +53,7 @@ log = logging.getLogger("docket.service")
 RETRY_SECONDS = 5.0
 
 
-@bentoml.service(name="docket", traffic={"timeout": 60})
+@bentoml.service(name="docket", traffic={"timeout": 60}, workers=int(os.environ.get("DOCKET_WORKERS", "1")))
 @bentoml.mount_asgi_app(http_app, path="/")
 class Docket:
     def __init__(self) -> None:

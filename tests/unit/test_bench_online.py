@@ -8,7 +8,7 @@ import pytest
 from benchmarks.config import BenchConfig
 from benchmarks.online import CASES, run
 
-CASE_FIELDS = {"suite", "case", "server", "path_kind", "rows_per_request", "concurrency", "requests", "ok", "errors",
+CASE_FIELDS = {"suite", "case", "server", "workers", "path_kind", "rows_per_request", "concurrency", "requests", "ok", "errors",
                "throughput_rps", "throughput_rows_s", "p50_ms", "p95_ms", "p99_ms", "rss_mb", "load_avg_1m"}
 RATIO_FIELDS = {"suite", "case", "server", "path_kind", "rows_per_request", "concurrency", "throughput_ratio",
                 "p99_ratio"}
