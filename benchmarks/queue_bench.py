@@ -308,7 +308,9 @@ def _intake_store(url: str, store: str, data_dir: Path, mlflow_uri: str, request
     engine.dispose()
     for row in rows:
         if row["case"].startswith("intake"):
-            row.update(stored_once=stored["ok"], stored=stored["stored"], duplicates=stored["duplicates"])
+            # checked over every report posted to this store (both batch sizes)
+            row.update(stored_once=stored["ok"], posted_to_store=len(requests), stored=stored["stored"],
+                       duplicates=stored["duplicates"])
     return rows
 
 
@@ -359,7 +361,7 @@ def _count_open(engine) -> int:
 def _stored_once(engine, report_ids: list[str]) -> dict:
     """Every posted report is in intake_reports exactly once (and has its own case link)."""
     with engine.connect() as conn:
-        stored = Counter_of(conn.execute(select(T.intake_reports.c.report_id)
+        stored = _counts(conn.execute(select(T.intake_reports.c.report_id)
                                          .where(T.intake_reports.c.report_id.like("bench-%"))).scalars())
     missing = [r for r in report_ids if stored.get(r, 0) == 0]
     dupes = sum(1 for v in stored.values() if v > 1)
@@ -367,7 +369,7 @@ def _stored_once(engine, report_ids: list[str]) -> dict:
             "duplicates": dupes}
 
 
-def Counter_of(values) -> dict[str, int]:
+def _counts(values) -> dict[str, int]:
     out: dict[str, int] = {}
     for v in values:
         out[v] = out.get(v, 0) + 1

@@ -25,10 +25,13 @@ from serving import tables as T
 from serving.ledger import Ledger, NotFoundError
 from serving.penalty import Account, Violation
 from serving.queue_policy import QueuePolicy, rank_cases
-from serving.store import append_audit, insert_if_absent, reading, to_json, writing
+from serving.store import append_audit, insert_if_absent, reading, to_json, writer, writing
 
 REPORT_COLUMNS = ("report_id", "created_at", "reporter_id", "reporter_type", "channel", "subject_id", "show_id",
                   "order_id", "category", "description")
+
+
+IN_CHUNK = 5_000  # ids per IN (...) list, well inside SQLite's limit on bound parameters
 
 
 class CaseStateError(ValueError):
@@ -64,20 +67,21 @@ class Queue:
                evidence: list[Any] | None = None) -> dict:
         """Store each new report with its score and its own case; ids seen before are only named."""
         accepted, known = [], []
-        for i, row in enumerate(reports.to_dict("records")):
-            report = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
-            try:
-                with writing(self.engine) as conn:
-                    exists = conn.execute(select(T.intake_reports.c.report_id)
-                                          .where(T.intake_reports.c.report_id == report["report_id"])).first()
-                    if exists:
-                        known.append(report["report_id"])
-                        continue
-                    self._store_report(conn, report, scores[i], actor, now, evidence[i] if evidence else None)
-            except IntegrityError:  # the same report arrived concurrently and the other request stored it
-                known.append(report["report_id"])
-                continue
-            accepted.append(report["report_id"])
+        with writer(self.engine) as conn:  # one connection, one transaction per report
+            for i, row in enumerate(reports.to_dict("records")):
+                report = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
+                try:
+                    with conn.begin():
+                        exists = conn.execute(select(T.intake_reports.c.report_id)
+                                              .where(T.intake_reports.c.report_id == report["report_id"])).first()
+                        if exists:
+                            known.append(report["report_id"])
+                            continue
+                        self._store_report(conn, report, scores[i], actor, now, evidence[i] if evidence else None)
+                except IntegrityError:  # the same report arrived concurrently and the other request stored it
+                    known.append(report["report_id"])
+                    continue
+                accepted.append(report["report_id"])
         return {"accepted": accepted, "already_known": known}
 
     def _store_report(self, conn, report: dict, score: Score, actor: str, now: datetime, evidence) -> None:
@@ -199,9 +203,24 @@ class Queue:
 
     def queue(self, now: datetime, limit: int = 50, family: str | None = None, category: str | None = None) -> list[dict]:
         """Open cases in priority order, with scores, top reasons, deadline and the time left."""
-        top = self.ranked(now, family, category).head(limit)
+        top = self.ranked(now, family, category).head(limit).to_dict("records")
+        case_ids = [r["case_id"] for r in top]
         with reading(self.engine) as conn:
-            return [self._case_summary(conn, self._case_row(conn, r), now) for r in top.to_dict("records")]
+            # three queries for the whole page rather than three per case
+            rows = {r["case_id"]: r for r in conn.execute(select(T.cases).where(T.cases.c.case_id.in_(case_ids)))
+                    .mappings()}
+            links: dict[str, list[str]] = {case_id: [] for case_id in case_ids}
+            for case_id, report_id in conn.execute(
+                    select(T.case_reports.c.case_id, T.case_reports.c.report_id)
+                    .where(T.case_reports.c.case_id.in_(case_ids))
+                    .order_by(T.case_reports.c.case_id, T.case_reports.c.report_id)):
+                links[case_id].append(report_id)
+            report_ids = sorted({rid for ids in links.values() for rid in ids})
+            scores = {s["report_id"]: s for start in range(0, len(report_ids), IN_CHUNK)
+                      for s in self._latest_scores(conn, report_ids[start:start + IN_CHUNK])}
+        return [self._summary({**rows[r["case_id"]], "effective_priority": r["effective_priority"]},
+                              links[r["case_id"]], [scores[i] for i in links[r["case_id"]] if i in scores], now)
+                for r in top]
 
     @staticmethod
     def _case_row(conn, ranked_row: dict) -> dict:
@@ -211,7 +230,12 @@ class Queue:
     def _case_summary(self, conn, row: dict, now: datetime) -> dict:
         ids = [r[0] for r in conn.execute(select(T.case_reports.c.report_id)
                                           .where(T.case_reports.c.case_id == row["case_id"]).order_by(T.case_reports.c.report_id))]
-        scores = sorted(self._latest_scores(conn, ids), key=lambda s: (-float(s["priority"]), s["report_id"]))
+        return self._summary(row, ids, self._latest_scores(conn, ids), now)
+
+    @staticmethod
+    def _summary(row: dict, ids: list[str], scores: list, now: datetime) -> dict:
+        """What the queue shows of a case: row, its report ids (sorted) and their latest scores."""
+        scores = sorted(scores, key=lambda s: (-float(s["priority"]), s["report_id"]))
         lead = scores[0] if scores else {"scored_by": None, "p_valid": None, "severity": None, "fraud_risk": None,
                                          "detail": {}}
         left = (row["deadline_at"] - now).total_seconds()

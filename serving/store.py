@@ -90,6 +90,18 @@ def writing(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def writer(engine: Engine) -> Iterator[Connection]:
+    """One connection for several read-write transactions, each opened with `conn.begin()` by the caller.
+
+    For a loop of small transactions (intake stores every report in its own): one pool
+    checkout (and, on PostgreSQL, one liveness ping) for the loop instead of one per transaction.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        yield conn
+
+
+@contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
     """One read-only transaction: every query in the block sees the same committed state (SQLite) or
     at least only committed state (PostgreSQL, read committed)."""
