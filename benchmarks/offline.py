@@ -3,7 +3,10 @@
 Each step runs in a child process of its own (`python -m benchmarks.offline STEP SIZE WORK_DIR`), so its
 peak resident memory is that step's alone: the parent reads it from the child's rusage (`os.wait4`)
 once it exits. The child times only the work the step is about (not interpreter start-up, imports or
-reading the Parquet tables, which it reports separately as `load_s`) and prints one JSON line.
+reading the Parquet tables, which it reports separately as `load_s`) and prints one JSON line. Beside
+wall time it reports `cpu_s`, the CPU seconds of all its threads over the same section: on a shared
+machine wall time depends on the neighbours, CPU time much less (with 2 threads, cpu_s / 2 is about
+what an idle 2-core machine would take for the parallel parts).
 
 Steps (rows are always the size, i.e. reports, so rows/s compare across steps):
   simulate     features.simulate.simulate + write the Parquet tables
@@ -12,7 +15,8 @@ Steps (rows are always the size, i.e. reports, so rows/s compare across steps):
                calibrated exactly as `docket train` fits them on the default windows; features excluded
   train_full   training.train.train: features, the models, every baseline, the queue replay, MLflow
   score        batch scoring: report features + P(valid), P(severity), P(fraud) and the priority for
-               every report (training.scoring without the per-row reasons, which are an online concern)
+               every report (training.scoring.Scorer.score_features without the per-row reasons and the
+               per-row dicts, which are the online response's concern)
 """
 from __future__ import annotations
 
@@ -43,9 +47,14 @@ def run(config: BenchConfig, on_step: Callable[[str], None] = lambda name: None)
     """Every step at every size (smallest first), then growth from the smallest to the largest size."""
     sizes = sorted(config.sizes)
     rows = []
+    progress = Path(config.work_dir) / "offline-rows.jsonl"  # each row as it lands, should a long run be cut short
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    progress.write_text("")
     for size in sizes:
         for step in STEPS:
             rows.append(_run_child(step, size, config))
+            with open(progress, "a") as f:
+                f.write(json.dumps(rows[-1]) + "\n")
             on_step(f"offline {step} {size:,}")
     add_growth(rows)
     return rows
@@ -79,7 +88,11 @@ def _run_child(step: str, size: int, config: BenchConfig) -> dict:
     with open(log, "w") as err:
         child = subprocess.Popen([sys.executable, "-m", "benchmarks.offline", step, str(size), str(work)],
                                  cwd=work, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
-        stdout, _ = child.communicate()
+        try:
+            stdout, _ = child.communicate()
+        except BaseException:  # interrupted: do not leave the step running on its own
+            child.kill()
+            raise
         # communicate() has reaped the child; its peak RSS is in RUSAGE_CHILDREN only cumulatively (a max over
         # all children so far), so the child also reports its own VmHWM, which is what we record.
     elapsed = time.perf_counter() - started
@@ -130,7 +143,7 @@ def _data_dir(work: Path, size: int) -> Path:
 def _load(work: Path, size: int) -> tuple[dict, float]:
     from features.io import load_tables
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tables = load_tables(_data_dir(work, size))
     return tables, time.perf_counter() - t0
 
@@ -139,12 +152,12 @@ def _simulate(size: int, work: Path) -> dict:
     from features.io import write_tables
     from features.simulate import simulate
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     tables = simulate(size, seed=int(os.environ.get("DOCKET_SEED", "7")))
     t1 = time.perf_counter()
     write_tables(tables, _data_dir(work, size))
     t2 = time.perf_counter()
-    return {"wall_s": t2 - t0, "generate_s": t1 - t0, "write_s": t2 - t1, "orders": len(tables["orders"]),
+    return {"wall_s": t2 - t0, "cpu_s": time.process_time() - c0, "generate_s": t1 - t0, "write_s": t2 - t1, "orders": len(tables["orders"]),
             "accounts": len(tables["accounts"])}
 
 
@@ -152,14 +165,14 @@ def _features(size: int, work: Path) -> dict:
     from features.build import History, order_features, report_features
 
     tables, load_s = _load(work, size)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     history = History.from_tables(tables)
     t1 = time.perf_counter()
     report_features(tables["reports"], history)
     t2 = time.perf_counter()
     order_features(tables["orders"], history)
     t3 = time.perf_counter()
-    return {"wall_s": t3 - t0, "load_s": load_s, "history_s": t1 - t0, "report_features_s": t2 - t1,
+    return {"wall_s": t3 - t0, "cpu_s": time.process_time() - c0, "load_s": load_s, "history_s": t1 - t0, "report_features_s": t2 - t1,
             "order_features_s": t3 - t2, "orders": len(tables["orders"])}
 
 
@@ -172,18 +185,18 @@ def _train_models(size: int, work: Path) -> dict:
     tables, load_s = _load(work, size)
     threads = max(S.Settings.from_env().num_threads, 2)  # as training.train.train
     seed = int(os.environ.get("DOCKET_SEED", "7"))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     prep = prepare(tables)
     w = resolve_windows(tables)
     reports, orders = report_split(prep.reports, w), order_split(prep.orders, w, prep.data_end)
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     report_models = fit_report_models(reports, seed, threads)
     t2 = time.perf_counter()
     order_model = fit_order_model(orders, seed, threads)
     t3 = time.perf_counter()
     with open(work / f"models-{size}.pkl", "wb") as f:
         pickle.dump({"report": report_models, "order": order_model}, f)
-    return {"wall_s": t3 - t1, "load_s": load_s, "features_s": t1 - t0, "report_models_s": t2 - t1,
+    return {"wall_s": t3 - t1, "cpu_s": time.process_time() - c1, "load_s": load_s, "features_s": t1 - t0, "report_models_s": t2 - t1,
             "order_model_s": t3 - t2, "train_reports": len(reports.train), "train_orders": len(orders.train)}
 
 
@@ -194,30 +207,31 @@ def _train_full(size: int, work: Path) -> dict:
 
     tables, load_s = _load(work, size)
     marks: dict[str, float] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     train(tables, S.Settings.from_env(), rules=load_queue_policy(),
           on_step=lambda name: marks.setdefault(f"{name.replace(' ', '_')}_at_s", round(time.perf_counter() - t0, 2)))
-    return {"wall_s": time.perf_counter() - t0, "load_s": load_s, **marks}
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "load_s": load_s, **marks}
 
 
 def _score(size: int, work: Path) -> dict:
-    from features.build import History, report_features
+    from features.build import History, as_matrix, report_features
     from training.scoring import priority
 
     tables, load_s = _load(work, size)
     with open(work / f"models-{size}.pkl", "rb") as f:
         models = pickle.load(f)["report"]
     reports = tables["reports"]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     history = History.from_tables(tables)
     X = report_features(reports, history)
     t1 = time.perf_counter()
-    p_valid = models.validity.predict_proba(X)
-    severity = models.severity.predict_proba(X)
-    p_fraud = models.fraud.predict_proba(X)
+    M = as_matrix(X[models.validity.features])  # once for all three, as training.scoring.Scorer does
+    p_valid = models.validity.predict_proba(M)
+    severity = models.severity.predict_proba(M)
+    p_fraud = models.fraud.predict_proba(M)
     priority(p_valid, severity, p_fraud)
     t2 = time.perf_counter()
-    return {"wall_s": t2 - t0, "load_s": load_s, "features_s": t1 - t0, "predict_s": t2 - t1}
+    return {"wall_s": t2 - t0, "cpu_s": time.process_time() - c0, "load_s": load_s, "features_s": t1 - t0, "predict_s": t2 - t1}
 
 
 CHILD_STEPS = {"simulate": _simulate, "features": _features, "train_models": _train_models,

@@ -24,7 +24,7 @@ SUITES: dict[str, str] = {"offline": "benchmarks.offline", "online": "benchmarks
 PACKAGES = ("numpy", "pandas", "pyarrow", "lightgbm", "scikit-learn", "mlflow", "bentoml", "sqlalchemy")
 REPO = Path(__file__).resolve().parents[1]
 # Columns first in each markdown table when a suite has them; the rest follow in the order they appear.
-LEADING = ("case", "size", "concurrency", "wall_s", "rows_per_s", "peak_rss_mb", "time_growth", "rss_ratio",
+LEADING = ("case", "size", "concurrency", "wall_s", "cpu_s", "rows_per_s", "peak_rss_mb", "time_growth", "rss_ratio",
            "target", "pass")
 HIDDEN = ("suite", "ok")
 

@@ -20,7 +20,7 @@ DOCKET = str(Path(sys.executable).parent / "docket")
 def tiny_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     root = tmp_path_factory.mktemp("bench")
     res = subprocess.run([DOCKET, "bench", "--tiny", "--suites", "offline", "--out", str(root / "out"),
-                          "--work", str(root / "work")], capture_output=True, text=True, cwd=root, timeout=600)
+                          "--work", str(root / "work")], capture_output=True, text=True, cwd=root, timeout=1800)
     return root, res
 
 
