@@ -53,12 +53,31 @@ def _counts(arr: pa.Array, pattern: str, ignore_case: bool = True) -> np.ndarray
     return pc.count_substring_regex(arr, pattern, ignore_case=ignore_case).to_numpy(zero_copy_only=False)
 
 
+def _ascii_letters(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """ASCII letters and upper-case ASCII letters per string (no nulls), counted on the UTF-8 bytes: an ASCII
+    byte is never part of a multi-byte character, so this equals the regex counts of [A-Za-z] and [A-Z],
+    which cost a regex match per letter (profiled: [A-Za-z] was 58% of the text features' time)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    data = arr.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    lower = raw | 0x20
+    is_upper = (raw >= ord("A")) & (raw <= ord("Z"))
+    is_letter = (lower >= ord("a")) & (lower <= ord("z"))
+
+    def per_string(flags: np.ndarray) -> np.ndarray:
+        total = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
+        return (total[offsets[1:]] - total[offsets[:-1]]).astype(np.float64)
+
+    return per_string(is_letter), per_string(is_upper)
+
+
 def text_features(descriptions: pd.Series) -> pd.DataFrame:
     """Lexicon counts and shape of each description; missing text counts as empty."""
     arr = pa.array(descriptions.astype("str").fillna("").array, type=pa.large_string())
     chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.float64)
-    letters = _counts(arr, r"[A-Za-z]", ignore_case=False).astype(np.float64)
-    upper = _counts(arr, r"[A-Z]", ignore_case=False).astype(np.float64)
+    letters, upper = _ascii_letters(arr)
     out = {
         "text_chars": chars,
         "text_words": _counts(arr, r"\S+").astype(np.float64),

@@ -20,6 +20,11 @@ from training.evaluation_data import Rows, Split
 from training.models import BinaryModel, MulticlassModel
 from training.scoring import priority
 
+# Logistic regression (lbfgs, up to 2000 iterations, four fits) costs far more than the models it is a
+# baseline for once the training window holds hundreds of thousands of rows; beyond this many it learns
+# from a seeded sample (a linear model with ~100 coefficients gains nothing measurable from more).
+LOGISTIC_MAX_ROWS = 50_000
+
 MODEL, LOGISTIC, TREE, RULES, FIFO, ORACLE = "model", "logistic_regression", "depth2_tree", "rules", "fifo", "oracle"
 N_SEVERITIES = len(V.SEVERITIES)
 
@@ -79,6 +84,14 @@ def _training_rows(split: Split) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, 
     return frame, X, {k: np.concatenate([tr.labels[k], cal.labels[k]]) for k in tr.labels}
 
 
+def _baseline_sample(n: int, seed: int) -> np.ndarray:
+    """Positions of the rows a logistic-regression baseline learns from: all of them up to
+    LOGISTIC_MAX_ROWS, else a seeded uniform sample of that many, in time order."""
+    if n <= LOGISTIC_MAX_ROWS:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, LOGISTIC_MAX_ROWS, replace=False))
+
+
 def score_reports(models: ReportModels, split: Split, rules_weights: B.RulesWeights | None,
                   seed: int) -> dict[str, ReportScores]:
     """Every ranker's scores for every test-window report (resolved or not); no rules ranker without weights."""
@@ -89,10 +102,14 @@ def score_reports(models: ReportModels, split: Split, rules_weights: B.RulesWeig
     valid = y["severity"] >= 0
     X_test = test.X[list(REPORT_FEATURES)]
     X = X[list(REPORT_FEATURES)]
+    keep = _baseline_sample(len(X), seed)
+    X_lr, y_lr = X.iloc[keep].reset_index(drop=True), {k: v[keep] for k, v in y.items()}
+    v_keep = np.flatnonzero(valid)[_baseline_sample(int(valid.sum()), seed)]
     out[LOGISTIC] = from_probabilities(
-        B.logistic_regression_scores(X, y["valid"], X_test, seed),
-        B.logistic_regression_proba(X[valid].reset_index(drop=True), y["severity"][valid], X_test, seed, N_SEVERITIES),
-        B.logistic_regression_scores(X, y["fraud"], X_test, seed),
+        B.logistic_regression_scores(X_lr, y_lr["valid"], X_test, seed),
+        B.logistic_regression_proba(X.iloc[v_keep].reset_index(drop=True), y["severity"][v_keep], X_test, seed,
+                                    N_SEVERITIES),
+        B.logistic_regression_scores(X_lr, y_lr["fraud"], X_test, seed),
     )
     out[TREE] = from_probabilities(
         B.depth2_tree_scores(frame, y["valid"], test.frame),
@@ -115,9 +132,11 @@ def score_orders(model: BinaryModel, split: Split, seed: int) -> dict[str, tuple
     test = split.test
     _, X, y = _training_rows(split)
     cols = list(ORDER_FEATURES)
+    keep = _baseline_sample(len(X), seed)
     out = {
         MODEL: (model.predict_proba(test.X), True),
-        LOGISTIC: (B.logistic_regression_scores(X[cols], y["fraud"], test.X[cols], seed), True),
+        LOGISTIC: (B.logistic_regression_scores(X[cols].iloc[keep].reset_index(drop=True), y["fraud"][keep],
+                                                test.X[cols], seed), True),
         TREE: (B.depth2_feature_tree_scores(X[cols], y["fraud"], test.X[cols]), True),
         FIFO: (B.fifo_scores(test.times), False),
     }
