@@ -113,3 +113,18 @@ def test_windows_must_be_in_time_order():
     t = pd.Timestamp("2025-06-01", tz="UTC")
     with pytest.raises(ValueError, match="train-start < train-end"):
         Windows(t, t + pd.Timedelta(days=10), t + pd.Timedelta(days=5), t + pd.Timedelta(days=20), 7)
+
+
+def test_a_big_test_window_replays_only_its_latest_reports(prepared, tables, monkeypatch):
+    from serving.queue_policy import load_queue_policy
+    from training import evaluation
+    from training.rankers import ReportScores
+
+    w = resolve_windows(tables)
+    test = report_split(prepared.reports, w).test
+    monkeypatch.setattr(evaluation, "REPLAY_MAX_REPORTS", 1000)
+    scores = {"fifo": ReportScores(-test.times.astype(float)), "model": ReportScores(np.linspace(0, 100, len(test)))}
+    queue, head = evaluation.queue_replay(test, scores, load_queue_policy(), w, (1.0,))
+    assert queue["replayed_reports"] == 1000
+    assert queue["replayed_from"] == test.frame["created_at"].iloc[len(test) - 1000].isoformat()
+    assert set(head["ordering"]) == {"fifo", "model"}
