@@ -143,7 +143,7 @@ def _data_dir(work: Path, size: int) -> Path:
 def _load(work: Path, size: int) -> tuple[dict, float]:
     from features.io import load_tables
 
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0 = time.perf_counter()
     tables = load_tables(_data_dir(work, size))
     return tables, time.perf_counter() - t0
 
@@ -183,9 +183,9 @@ def _train_models(size: int, work: Path) -> dict:
     from training.windows import resolve_windows
 
     tables, load_s = _load(work, size)
-    threads = max(S.Settings.from_env().num_threads, 2)  # as training.train.train
-    seed = int(os.environ.get("DOCKET_SEED", "7"))
-    t0, c0 = time.perf_counter(), time.process_time()
+    settings = S.Settings.from_env()
+    threads, seed = max(settings.num_threads, 2), settings.seed  # as training.train.train
+    t0 = time.perf_counter()
     prep = prepare(tables)
     w = resolve_windows(tables)
     reports, orders = report_split(prep.reports, w), order_split(prep.orders, w, prep.data_end)

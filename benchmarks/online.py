@@ -235,10 +235,11 @@ def _stop_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def serve_docket(env: dict[str, str], work: Path):
+def serve_docket(env: dict[str, str], work: Path, log_name: str = "docket.log"):
+    """`bentoml serve` of Docket, ready (/readyz) on a free loopback port; a context giving (base url, pid)."""
     port = _free_port()
     cmd = [str(BIN / "bentoml"), "serve", "serving.service:Docket", "--host", "127.0.0.1", "--port", str(port)]
-    return _process(cmd, env, work / "docket.log", f"http://127.0.0.1:{port}", "/readyz")
+    return _process(cmd, env, work / log_name, f"http://127.0.0.1:{port}", "/readyz")
 
 
 def serve_mlflow(env: dict[str, str], work: Path):

@@ -34,6 +34,7 @@ from features import vocabulary as V
 from serving import tables as T
 from serving.queue import Queue, case_id_for
 from serving.queue_policy import load_queue_policy, rank_cases
+from benchmarks.online import report_records, serve_docket
 from serving.store import make_engine, migrate, writing
 
 RERANK_CASES, RERANK_CASES_TINY = 100_000, 2_000
@@ -264,11 +265,7 @@ def _requests(reports: pd.DataFrame, n: int, seed: int) -> list[dict]:
     end = reports["created_at"].max()
     picked["created_at"] = end - pd.to_timedelta(np.sort(rng.uniform(0, 86_400, n))[::-1], unit="s")
     picked["report_id"] = [f"bench-{uuid.uuid4().hex[:10]}" for _ in range(n)]
-    out = []
-    for row in picked.to_dict("records"):
-        out.append({k: (v.isoformat() if isinstance(v, pd.Timestamp) else (None if pd.isna(v) else v))
-                    for k, v in row.items() if k in _REPORT_FIELDS})
-    return out
+    return report_records(picked[list(_REPORT_FIELDS)])
 
 
 _REPORT_FIELDS = ("report_id", "created_at", "reporter_id", "reporter_type", "channel", "subject_id", "show_id",
@@ -285,11 +282,10 @@ def _intake_store(url: str, store: str, data_dir: Path, mlflow_uri: str, request
     migrate(engine)
     key = create_key(engine, "intake", actor="bench", now=datetime.now(UTC))
     admin = create_key(engine, "admin", actor="bench", now=datetime.now(UTC))
-    proc, base = _start_service({"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": mlflow_uri,
-                                 "DOCKET_DATABASE_URL": url, "DOCKET_RELOAD_SECONDS": "0"},
-                                work / f"service-{store}.log")
+    env = {"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": mlflow_uri, "DOCKET_DATABASE_URL": url,
+           "DOCKET_RELOAD_SECONDS": "0", "BENTOML_HOME": str(work / "bentoml")}
     rows = []
-    try:
+    with serve_docket(env, work, f"service-{store}.log") as (base, _):
         half = len(requests) // 2
         for batch, chunk, clients in ((1, requests[:half], INTAKE_CLIENTS), (100, requests[half:], 1)):
             rows.append(_post_all(base, key, chunk, batch, clients, store))
@@ -303,8 +299,6 @@ def _intake_store(url: str, store: str, data_dir: Path, mlflow_uri: str, request
         open_cases = _count_open(engine)
         rows.append(_row("http_queue_50", store, open_cases, p50_ms=_ms(statistics.median(lat)),
                          max_ms=_ms(max(lat)), runs=len(lat)))
-    finally:
-        _stop_service(proc)
     stored = _stored_once(engine, [r["report_id"] for r in requests])
     engine.dispose()
     for row in rows:
@@ -375,49 +369,3 @@ def _counts(values) -> dict[str, int]:
     for v in values:
         out[v] = out.get(v, 0) + 1
     return out
-
-
-def _start_service(env: dict[str, str], log_path: Path, timeout: float = 300.0):
-    """`bentoml serve serving.service:Docket` on a free port, ready (models loaded); returns (process, url)."""
-    import socket
-    import subprocess
-    import sys
-
-    import httpx
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    root = Path(__file__).resolve().parents[1]
-    full_env = {**os.environ, **env, "BENTOML_HOME": str(log_path.parent / "bentoml")}
-    log = open(log_path, "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:Docket",
-                             "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"service exited with {proc.returncode}: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    return proc, url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"service not ready after {timeout}s: {log_path.read_text()[-3000:]}")
-    except BaseException:
-        _stop_service(proc)
-        raise
-
-
-def _stop_service(proc) -> None:
-    import subprocess
-
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()

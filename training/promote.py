@@ -35,10 +35,11 @@ class Promotion:
 
 
 def _versions(alias: str) -> dict[str, str] | None:
-    client = MlflowClient()
-    if not all(registry.has_alias(name, alias) for name in MODELS):
+    """The versions both models' `alias` points at, or None if either has no such version."""
+    try:
+        return {name: registry.version_of(name, alias) for name in MODELS}
+    except registry.ModelNotFound:
         return None
-    return {name: str(client.get_model_version_by_alias(name, alias).version) for name in MODELS}
 
 
 def _test_start(name: str, version: str) -> pd.Timestamp | None:
