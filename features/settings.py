@@ -20,6 +20,8 @@ class Settings:
     num_threads: int
     seed: int
     reload_seconds: float = 30.0  # how often the service checks the champion aliases; 0: only on POST /admin/reload
+    workers: int = 1  # BentoML worker processes; each loads the history and the models
+    score_pass_rows: int = 256  # most reports /score and /rank score in one pass over concurrent requests
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -32,6 +34,8 @@ class Settings:
             num_threads=int(env.get("DOCKET_NUM_THREADS", "1")),
             seed=int(env.get("DOCKET_SEED", "7")),
             reload_seconds=float(env.get("DOCKET_RELOAD_SECONDS", "30")),
+            workers=int(env.get("DOCKET_WORKERS", "1")),
+            score_pass_rows=int(env.get("DOCKET_SCORE_PASS_ROWS", "256")),
         )
 
 

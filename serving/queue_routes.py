@@ -77,7 +77,7 @@ def _role(svc, case_id: str) -> str:
     history = svc.history
     if history is None:
         return "buyer"
-    code = history.account_codes_one(subject)
+    code = history.account_code(subject)
     return "seller" if code >= 0 and history.is_seller[code] else "buyer"
 
 

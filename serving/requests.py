@@ -68,8 +68,10 @@ def _check_value(table: Table, name: str, value: Any, field: str, errors: list[F
     raise NotImplementedError(f"{table.name}.{name}: kind {col.kind} is not accepted over the API")
 
 
-def parse_records(payload: Any, table: Table, key: str, max_batch: int) -> pd.DataFrame:
-    """Validate a JSON list of records against `table`; returns a frame with the contract's columns."""
+def check_records(payload: Any, table: Table, key: str, max_batch: int) -> list[dict[str, Any]]:
+    """Validate a JSON list of records against `table`: one dict per record, every contract column present
+    (timestamps parsed to UTC). Plain Python, no frame: a request's checks cost microseconds, so the
+    service can validate each request on its own before scoring several together."""
     if not isinstance(payload, list):
         raise RequestError([FieldError(key, f"expected a list of {table.name}, got {type(payload).__name__}")])
     if not payload:
@@ -101,6 +103,11 @@ def parse_records(payload: Any, table: Table, key: str, max_batch: int) -> pd.Da
             seen.setdefault(k, i)
     if errors:
         raise RequestError(errors)
+    return rows
+
+
+def records_frame(rows: list[dict[str, Any]], table: Table) -> pd.DataFrame:
+    """Checked records (of one request or several) as a frame with the contract's columns and dtypes."""
     frame = pd.DataFrame(rows, columns=list(table.column_names))
     for col in table.columns:
         if col.kind == "timestamp":
@@ -108,27 +115,35 @@ def parse_records(payload: Any, table: Table, key: str, max_batch: int) -> pd.Da
     return frame
 
 
-def parse_reports(payload: Any, history: History, max_batch: int) -> pd.DataFrame:
+def parse_records(payload: Any, table: Table, key: str, max_batch: int) -> pd.DataFrame:
+    """Validate a JSON list of records against `table`; returns a frame with the contract's columns."""
+    return records_frame(check_records(payload, table, key, max_batch), table)
+
+
+def check_reports(payload: Any, history: History, max_batch: int) -> list[dict[str, Any]]:
     """Reports from a request body, checked against the contract and the service's data source."""
-    frame = parse_records(payload, REPORTS, "reports", max_batch)
+    rows = check_records(payload, REPORTS, "reports", max_batch)
     errors: list[FieldError] = []
-    order_codes = history.order_codes(frame["order_id"])
-    for column, codes in (("subject_id", history.account_codes(frame["subject_id"])),
-                          ("reporter_id", history.account_codes(frame["reporter_id"])),
-                          ("order_id", order_codes)):
-        present = frame[column].notna().to_numpy()
-        for i in (present & (codes < 0)).nonzero()[0]:
-            what = "order" if column == "order_id" else "account"
-            errors.append(FieldError(f"reports[{i}].{column}", f"unknown {what} '{frame.at[i, column]}'"))
-    report_t = frame["created_at"].dt.as_unit("s").array.asi8
-    order_t = history.order_times["created"].to_numpy()[order_codes.clip(0)] if len(history.order_times) else report_t
-    for i in ((order_codes >= 0) & (order_t > report_t)).nonzero()[0]:
-        errors.append(FieldError(f"reports[{i}].order_id", "the order was placed after the report"))
-    for i in (frame["reporter_id"].notna() & (frame["reporter_id"] == frame["subject_id"])).to_numpy().nonzero()[0]:
-        errors.append(FieldError(f"reports[{i}].reporter_id", "a report cannot be about its own reporter"))
+    order_created = history.order_times["created"].to_numpy()
+    for i, row in enumerate(rows):
+        for column, what, lookup in (("subject_id", "account", history.account_code),
+                                     ("reporter_id", "account", history.account_code),
+                                     ("order_id", "order", history.order_code)):
+            if row[column] is not None and lookup(row[column]) < 0:
+                errors.append(FieldError(f"reports[{i}].{column}", f"unknown {what} '{row[column]}'"))
+        order = history.order_code(row["order_id"]) if row["order_id"] is not None else -1
+        if order >= 0 and order_created[order] > int(row["created_at"].timestamp()):
+            errors.append(FieldError(f"reports[{i}].order_id", "the order was placed after the report"))
+        if row["reporter_id"] is not None and row["reporter_id"] == row["subject_id"]:
+            errors.append(FieldError(f"reports[{i}].reporter_id", "a report cannot be about its own reporter"))
     if errors:
         raise RequestError(errors)
-    return frame
+    return rows
+
+
+def parse_reports(payload: Any, history: History, max_batch: int) -> pd.DataFrame:
+    """check_reports as a frame."""
+    return records_frame(check_reports(payload, history, max_batch), REPORTS)
 
 
 def parse_feature_rows(payload: Any, needed: list[str], max_batch: int, key: str = "dataframe_split") -> pd.DataFrame:

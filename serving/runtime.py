@@ -13,7 +13,8 @@ from typing import Any
 
 from features import settings as S
 from features.build import History
-from serving.requests import parse_feature_rows, parse_reports
+from features.contract import REPORTS
+from serving.requests import check_reports, parse_feature_rows, records_frame
 from training import registry
 from training.scoring import Scorer, rank_order
 
@@ -32,9 +33,16 @@ class Runtime:
     scorer: Scorer
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+    def check(self, payload: Any) -> list[dict]:
+        """A request's reports, validated against the contract and this runtime's data source (RequestError)."""
+        return check_reports(payload, self.history, self.settings.max_batch)
+
+    def score_checked(self, rows: list[dict]) -> list[dict]:
+        """Score checked reports, possibly of several requests: one result per report, in order."""
+        return self.scorer.score(records_frame(rows, REPORTS), self.history)
+
     def score(self, payload: Any) -> list[dict]:
-        reports = parse_reports(payload, self.history, self.settings.max_batch)
-        return self.scorer.score(reports, self.history)
+        return self.score_checked(self.check(payload))
 
     def predict_fraud(self, rows: Any) -> dict:
         """The fraud model alone on feature rows (order features, or report features): what `mlflow models

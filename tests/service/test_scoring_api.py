@@ -117,3 +117,52 @@ def test_duplicate_ids_in_one_batch_are_rejected(api, service, sample, post):
     one = as_request(sample.iloc[[0]])[0]
     res = post(service, "/score", {"reports": [one, one]})
     assert res.status_code == 422 and "duplicate" in res.text
+
+
+def test_concurrent_requests_each_get_their_own_answer_and_an_invalid_one_its_own_422(api, service, sample, settings):
+    """Concurrent requests are scored together (serving/batching.py), yet each client gets exactly its
+    reports, with the numbers of scoring them alone, and an invalid request among them fails alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from serving.runtime import load_runtime
+
+    runtime = load_runtime(settings)
+    expected = {r["report_id"]: r for r in runtime.scorer.score(sample, runtime.history)}
+    bodies = [{"reports": as_request(sample.iloc[[i, (i + 1) % len(sample)]])} for i in range(len(sample))]
+    bodies[7]["reports"][1]["category"] = "hatespeech"
+
+    def send(body):
+        with httpx.Client(headers=api.headers, timeout=120) as c:
+            return c.post(f"{service}/score", json=body)
+
+    for _ in range(3):
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, bodies))
+        for i, (body, res) in enumerate(zip(bodies, answers)):
+            if i == 7:
+                assert res.status_code == 422 and "reports[1].category" in res.text, res.text
+                continue
+            assert res.status_code == 200, res.text
+            got = res.json()
+            assert [r["report_id"] for r in got] == [r["report_id"] for r in body["reports"]]
+            for r in got:
+                want = expected[r["report_id"]]
+                assert r["priority"] == pytest.approx(want["priority"], abs=1e-6)
+                assert r["reasons"] == want["reasons"]
+
+
+def test_order_and_reporter_checks_name_the_field(api, service, tables, post):
+    reports = tables["reports"]
+    with_order = reports[reports["order_id"].notna() & reports["reporter_id"].notna()].iloc[[0]]
+    report = as_request(with_order)[0]
+    placed = tables["orders"].set_index("order_id").at[report["order_id"], "created_at"]
+    early = dict(report, created_at=(placed - pd.Timedelta(hours=1)).isoformat())
+    res = post(service, "/score", {"reports": [early]})
+    assert res.status_code == 422 and "reports[0].order_id" in res.text and "placed after" in res.text
+    own = dict(report, report_id="own-1", reporter_id=report["subject_id"])
+    res = post(service, "/score", {"reports": [report, own]})
+    assert res.status_code == 422 and "reports[1].reporter_id" in res.text and "its own reporter" in res.text
+    res = post(service, "/score", {"reports": [dict(report, order_id="no-such-order")]})
+    assert res.status_code == 422 and "unknown order 'no-such-order'" in res.text
