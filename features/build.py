@@ -154,11 +154,23 @@ class History:
     def account_codes(self, ids: pd.Series) -> np.ndarray:
         return codes_for(ids, self.account_ids)
 
-    def account_codes_one(self, account_id: str) -> int:
-        return int(self.account_ids.get_indexer([account_id])[0])
+    def account_code(self, account_id: str) -> int:
+        """One account's code, -1 if unknown: a hash lookup, for checking one request's ids."""
+        return _code_of(self.account_ids, account_id)
+
+    def order_code(self, order_id: str) -> int:
+        return _code_of(self.order_ids, order_id)
 
     def order_codes(self, ids: pd.Series) -> np.ndarray:
         return codes_for(ids, self.order_ids)
+
+
+def _code_of(index: pd.Index, key: str) -> int:
+    try:
+        code = index.get_loc(key)
+    except KeyError:
+        return -1
+    return code if isinstance(code, int) else -1  # ids are unique; anything else is not one row
 
 
 def _previous_same_pair(subject: np.ndarray, reporter: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -471,7 +483,19 @@ def report_features(reports: pd.DataFrame, h: History) -> pd.DataFrame:
         **blocks,
         **{c: text[c].to_numpy() for c in text.columns},
     }
-    return pd.DataFrame({name: columns[name] for name in REPORT_FEATURES})  # one frame, built once
+    return _frame(columns, REPORT_FEATURES)
+
+
+def _frame(columns: dict, names: dict[str, str]) -> pd.DataFrame:
+    """The feature frame in `names` order: the categoricals (first in every feature list), then one float
+    block. Stacking the floats first is 3x faster than pandas assembling a frame from a dict of a hundred
+    columns, which on a one-report request cost more than computing them."""
+    cats = [n for n in names if n in CATEGORICALS]
+    floats = [n for n in names if n not in CATEGORICALS]
+    assert list(names)[:len(cats)] == cats, "categorical features come first"
+    block = pd.DataFrame(np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in floats]),
+                         columns=floats, copy=False)
+    return pd.concat([pd.DataFrame({n: columns[n] for n in cats}), block], axis=1) if cats else block
 
 
 def order_features(orders: pd.DataFrame, h: History) -> pd.DataFrame:
