@@ -458,6 +458,12 @@ def _has_vocabulary(col: pd.Series, name: str) -> bool:
 
 def report_features(reports: pd.DataFrame, h: History) -> pd.DataFrame:
     """Features of each report at its created_at, in the order of `reports` (see FEATURES for meanings)."""
+    return _frame(report_columns(reports, h), REPORT_FEATURES)
+
+
+def report_columns(reports: pd.DataFrame, h: History) -> dict[str, np.ndarray | pd.Categorical]:
+    """report_features as columns, before any frame is built: the service scores straight from these
+    (columns_matrix), since building a frame and converting it back cost a quarter of a request."""
     t = seconds(reports["created_at"])
     subject = Query(h.account_codes(reports["subject_id"]), t)
     reporter = Query(h.account_codes(reports["reporter_id"]), t)
@@ -483,7 +489,19 @@ def report_features(reports: pd.DataFrame, h: History) -> pd.DataFrame:
         **blocks,
         **{c: text[c].to_numpy() for c in text.columns},
     }
-    return _frame(columns, REPORT_FEATURES)
+    return {name: columns[name] for name in REPORT_FEATURES}
+
+
+def columns_matrix(columns: dict[str, np.ndarray | pd.Categorical], names: list[str]) -> np.ndarray:
+    """as_matrix of the frame these columns would make (names in model order): categoricals as their
+    vocabulary codes (missing: NaN), everything else float64."""
+    return np.column_stack([_float_codes(columns[n]) if isinstance(columns[n], pd.Categorical)
+                            else np.asarray(columns[n], dtype=np.float64) for n in names])
+
+
+def _float_codes(values: pd.Categorical) -> np.ndarray:
+    codes = values.codes
+    return np.where(codes < 0, np.nan, codes.astype(np.float64))
 
 
 def _frame(columns: dict, names: dict[str, str]) -> pd.DataFrame:

@@ -108,11 +108,11 @@ def check_records(payload: Any, table: Table, key: str, max_batch: int) -> list[
 
 def records_frame(rows: list[dict[str, Any]], table: Table) -> pd.DataFrame:
     """Checked records (of one request or several) as a frame with the contract's columns and dtypes."""
-    frame = pd.DataFrame(rows, columns=list(table.column_names))
-    for col in table.columns:
-        if col.kind == "timestamp":
-            frame[col.name] = pd.to_datetime(frame[col.name], utc=True).dt.as_unit("us")
-    return frame
+    return pd.DataFrame({
+        col.name: pd.DatetimeIndex([r[col.name] for r in rows], tz="UTC").as_unit("us") if col.kind == "timestamp"
+        else [r[col.name] for r in rows]
+        for col in table.columns
+    })
 
 
 def parse_records(payload: Any, table: Table, key: str, max_batch: int) -> pd.DataFrame:
