@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -32,39 +30,6 @@ HISTORY_TABLES = {"accounts": "account_id", "violations": "violation_id", "decis
 
 def day(n: float) -> datetime:
     return T0 + timedelta(days=n)
-
-
-# ---------------------------------------------------------------------------
-# Fixtures: one fresh, migrated store per test.
-
-def _sqlite(tmp_path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'docket.db'}")
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-def _postgres() -> Iterator[Engine]:
-    """A schema of its own per test, dropped afterwards, so tests never see each other's rows."""
-    schema = f"ledger_{uuid.uuid4().hex}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        migrate(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not PG_URL, reason="set DOCKET_TEST_POSTGRES_URL to run the ledger on PostgreSQL"))])
-def engine(request, tmp_path) -> Iterator[Engine]:
-    yield from (_sqlite(tmp_path) if request.param == "sqlite" else _postgres())
 
 
 @pytest.fixture(scope="module")
