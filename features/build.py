@@ -384,25 +384,26 @@ def reporter_block(h: History, q: Query) -> dict[str, np.ndarray]:
 def order_link_block(h: History, order_codes: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
     """State of the order a report names, as of the report's time (NaN when no order is named)."""
     known = order_codes >= 0
-    o = h.order_times.iloc[np.where(known, order_codes, 0)] if len(h.order_times) else None
-    if o is None:
+    if not len(h.order_times):
         nan = np.full(len(t), np.nan)
         return {k: nan for k in ORDER_LINK_FEATURES}
+    rows = np.where(known, order_codes, 0)
+    o = {col: h.order_times[col].to_numpy()[rows] for col in h.order_times.columns}  # no frame: cheap on one row
 
     def before(col: str) -> np.ndarray:
-        v = o[col].to_numpy()
+        v = o[col]
         return np.where(known, ((v != NAT) & (v < t)).astype(np.float64), np.nan)
 
     return {
-        "order_amount": np.where(known, o["amount"].to_numpy(), np.nan),
-        "order_age_days": np.where(known, (t - o["created"].to_numpy()) / DAY, np.nan),
+        "order_amount": np.where(known, o["amount"], np.nan),
+        "order_age_days": np.where(known, (t - o["created"]) / DAY, np.nan),
         "order_shipped": before("shipped"),
         "order_delivered": before("delivered"),
         "order_past_ship_by": before("ship_by"),
         "order_cancelled": before("cancelled"),
         "order_refunded": before("refunded"),
         "order_fraud_known": before("fraud_known"),
-        **order_buyer_block(h, o["buyer"].to_numpy(), o["created"].to_numpy(), o["amount"].to_numpy(), known),
+        **order_buyer_block(h, o["buyer"], o["created"], o["amount"], known),
     }
 
 
@@ -424,10 +425,19 @@ _CATEGORY_INDEX = {name: pd.Index(list(values), dtype=object) for name, values i
 _CATEGORY_DTYPE = {name: pd.CategoricalDtype(list(values)) for name, values in CATEGORICALS.items()}
 
 
+# A category's code -> its family's code, so family needs no second lookup of the strings.
+_FAMILY_OF_CATEGORY = np.array([V.FAMILIES.index(V.CATEGORY_FAMILY[c]) for c in V.CATEGORIES], dtype=np.int64)
+
+
 def _categorical(values: pd.Series, name: str) -> pd.Categorical:
     """Values on the fixed vocabulary; anything outside it (or missing) becomes NaN."""
-    codes = _CATEGORY_INDEX[name].get_indexer(values.astype(object))
+    codes = _CATEGORY_INDEX[name].get_indexer(pd.Index(values.array, dtype=object))
     return pd.Categorical.from_codes(codes, dtype=_CATEGORY_DTYPE[name])
+
+
+def _family_of(category: pd.Categorical) -> pd.Categorical:
+    codes = category.codes
+    return pd.Categorical.from_codes(np.where(codes < 0, -1, _FAMILY_OF_CATEGORY[codes]), dtype=_CATEGORY_DTYPE["family"])
 
 
 def as_model_input(X: pd.DataFrame) -> pd.DataFrame:
@@ -467,7 +477,7 @@ def report_columns(reports: pd.DataFrame, h: History) -> dict[str, np.ndarray | 
     t = seconds(reports["created_at"])
     subject = Query(h.account_codes(reports["subject_id"]), t)
     reporter = Query(h.account_codes(reports["reporter_id"]), t)
-    family = reports["category"].map(V.CATEGORY_FAMILY)
+    category = _categorical(reports["category"], "category")
     blocks = {
         **reporter_block(h, reporter),
         **account_block(h, subject, "subject"),
@@ -482,12 +492,12 @@ def report_columns(reports: pd.DataFrame, h: History) -> dict[str, np.ndarray | 
         "has_show": reports["show_id"].notna().to_numpy(np.float64),
         "hour_of_day": ((t % DAY) // HOUR).astype(np.float64),
     }
-    text = text_features(reports["description"].reset_index(drop=True))
     columns = {
-        **{c: _categorical(reports[c], c) for c in ("reporter_type", "channel", "category")},
-        "family": _categorical(family, "family"),
+        **{c: _categorical(reports[c], c) for c in ("reporter_type", "channel")},
+        "category": category,
+        "family": _family_of(category),
         **blocks,
-        **{c: text[c].to_numpy() for c in text.columns},
+        **text_features(reports["description"]),
     }
     return {name: columns[name] for name in REPORT_FEATURES}
 

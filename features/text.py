@@ -73,8 +73,9 @@ def _ascii_letters(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return per_string(is_letter), per_string(is_upper)
 
 
-def text_features(descriptions: pd.Series) -> pd.DataFrame:
-    """Lexicon counts and shape of each description; missing text counts as empty."""
+def text_features(descriptions: pd.Series) -> dict[str, np.ndarray]:
+    """Lexicon counts and shape of each description, as columns (the feature builder assembles the frame);
+    missing text counts as empty."""
     arr = pa.array(descriptions.astype("str").fillna("").array, type=pa.large_string())
     chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.float64)
     letters, upper = _ascii_letters(arr)
@@ -86,4 +87,4 @@ def text_features(descriptions: pd.Series) -> pd.DataFrame:
     }
     for name, (pattern, _) in LEXICONS.items():
         out[name] = _counts(arr, pattern).astype(np.float64)
-    return pd.DataFrame(out, index=descriptions.index)
+    return out
