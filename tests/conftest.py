@@ -6,15 +6,19 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
+from sqlalchemy import Engine, text
 
 from features import settings as S
 from features.io import load_tables, write_tables
 from features.simulate import simulate
+from serving.store import make_engine, migrate
 
 SMALL_REPORTS = 20_000
 SEED = 11
@@ -126,8 +130,6 @@ def _postgres_database(base_url: str, name: str) -> str:
     """Create an empty database beside DOCKET_TEST_POSTGRES_URL's and return its URL."""
     import sqlalchemy as sa
 
-    from serving.store import make_engine
-
     engine = make_engine(base_url)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -162,7 +164,6 @@ def make_keys(database_url: str) -> dict[str, str]:
     from datetime import UTC, datetime
 
     from serving.auth import ROLES, create_key
-    from serving.store import make_engine, migrate
 
     engine = make_engine(database_url)
     migrate(engine)
@@ -199,3 +200,42 @@ def launch_service(tmp_path):
     yield launch
     for proc in procs:
         stop_service(proc)
+
+
+# ---------------------------------------------------------------------------
+# One fresh, migrated store per test: SQLite always, PostgreSQL when DOCKET_TEST_POSTGRES_URL is set.
+
+PG_URL = os.environ.get("DOCKET_TEST_POSTGRES_URL")
+
+
+def _sqlite(tmp_path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'docket.db'}")
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def _postgres() -> Iterator[Engine]:
+    """A schema of its own per test, dropped afterwards, so tests never see each other's rows."""
+    schema = f"docket_test_{uuid.uuid4().hex}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+    try:
+        migrate(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL, reason="set DOCKET_TEST_POSTGRES_URL to run store tests on PostgreSQL"))])
+def engine(request, tmp_path) -> Iterator[Engine]:
+    yield from (_sqlite(tmp_path) if request.param == "sqlite" else _postgres())
+
+
+
