@@ -11,6 +11,7 @@ violations after `decided_at`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -153,6 +154,11 @@ class History:
 
     def account_codes(self, ids: pd.Series) -> np.ndarray:
         return codes_for(ids, self.account_ids)
+
+    @cached_property
+    def order_columns(self) -> dict[str, np.ndarray]:
+        """order_times as plain arrays: selecting a frame column costs ~35 us, which adds up on one request."""
+        return {col: self.order_times[col].to_numpy() for col in self.order_times.columns}
 
     def account_code(self, account_id: str) -> int:
         """One account's code, -1 if unknown: a hash lookup, for checking one request's ids."""
@@ -388,7 +394,7 @@ def order_link_block(h: History, order_codes: np.ndarray, t: np.ndarray) -> dict
         nan = np.full(len(t), np.nan)
         return {k: nan for k in ORDER_LINK_FEATURES}
     rows = np.where(known, order_codes, 0)
-    o = {col: h.order_times[col].to_numpy()[rows] for col in h.order_times.columns}  # no frame: cheap on one row
+    o = {col: values[rows] for col, values in h.order_columns.items()}
 
     def before(col: str) -> np.ndarray:
         v = o[col]

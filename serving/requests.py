@@ -124,7 +124,7 @@ def check_reports(payload: Any, history: History, max_batch: int) -> list[dict[s
     """Reports from a request body, checked against the contract and the service's data source."""
     rows = check_records(payload, REPORTS, "reports", max_batch)
     errors: list[FieldError] = []
-    order_created = history.order_times["created"].to_numpy()
+    order_created = history.order_columns["created"]
     for i, row in enumerate(rows):
         for column, what, lookup in (("subject_id", "account", history.account_code),
                                      ("reporter_id", "account", history.account_code),
