@@ -41,9 +41,6 @@ class Runtime:
         """Score checked reports, possibly of several requests: one result per report, in order."""
         return self.scorer.score(records_frame(rows, REPORTS), self.history)
 
-    def score(self, payload: Any) -> list[dict]:
-        return self.score_checked(self.check(payload))
-
     def predict_fraud(self, rows: Any) -> dict:
         """The fraud model alone on feature rows (order features, or report features): what `mlflow models
         serve` of docket-fraud computes, for comparing serving overhead; no features built, no reasons."""
