@@ -206,3 +206,18 @@ def test_the_named_order_is_described_as_it_stood_when_placed_and_at_the_report(
     assert X["order_vs_buyer_mean"] == pytest.approx(2.0)
     assert X["order_refunded"] == 1 and X["order_cancelled"] == 0 and X["order_fraud_known"] == 0
     assert X["subject_fraud_confirmed"] == 1  # r1 was resolved on day 5
+
+
+def test_columns_matrix_is_the_matrix_of_the_feature_frame(tables):
+    """The service scores from report_columns + columns_matrix; training from report_features + as_matrix.
+    Both must give the models the same numbers, in any column order a model asks for."""
+    from features.build import as_matrix, columns_matrix, report_columns
+
+    h = History.from_tables(tables)
+    reports = tables["reports"].sample(500, random_state=3)
+    reports.loc[reports.index[:5], "category"] = "not-a-category"  # off the vocabulary: NaN code
+    X = report_features(reports, h)
+    columns = report_columns(reports, h)
+    names = list(np.random.default_rng(1).permutation(list(REPORT_FEATURES)))
+    np.testing.assert_array_equal(columns_matrix(columns, names), as_matrix(X[names]))
+    assert np.isnan(columns_matrix(columns, ["category", "family"])[:5]).all()
