@@ -23,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
+from threadpoolctl import threadpool_limits
 
 from features import vocabulary as V
 
@@ -109,9 +110,15 @@ def logistic_regression_scores(X_train: pd.DataFrame, y_train: np.ndarray, X_tes
 
 def logistic_regression_proba(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame, seed: int,
                               n_classes: int) -> np.ndarray:
-    """Class probabilities (n, n_classes) from a (multinomial) logistic regression on all features."""
-    pipe = logistic_regression_pipeline(X_train, seed).fit(_as_str(X_train), np.asarray(y_train))
-    return _all_classes(pipe.predict_proba(_as_str(X_test)), pipe.classes_, n_classes)
+    """Class probabilities (n, n_classes) from a (multinomial) logistic regression on all features.
+
+    BLAS runs on one thread here: lbfgs multiplies a tall matrix by a few coefficient columns, too little
+    work to split, and OpenBLAS's spinning second thread made the fits 4-10x slower (profiled at 1M reports:
+    the multinomial fit on 50,000 rows took 12-30 s in OpenBLAS's thread loop, 2.8 s on one thread).
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        pipe = logistic_regression_pipeline(X_train, seed).fit(_as_str(X_train), np.asarray(y_train))
+        return _all_classes(pipe.predict_proba(_as_str(X_test)), pipe.classes_, n_classes)
 
 
 def _all_classes(proba: np.ndarray, seen: np.ndarray, n_classes: int) -> np.ndarray:
