@@ -76,12 +76,19 @@ def from_probabilities(p_valid: np.ndarray, severity: np.ndarray, p_fraud: np.nd
     return ReportScores(priority(p_valid, severity, p_fraud), p_valid, severity, p_fraud)
 
 
-def _training_rows(split: Split) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-    """Baselines need no calibration window, so they learn from all labelled training rows."""
+def _training_labels(split: Split) -> dict[str, np.ndarray]:
+    """Baselines need no calibration window, so they learn from all labelled training rows (train, then
+    calibration)."""
     tr, cal = split.train, split.calibration
-    frame = pd.concat([tr.frame, cal.frame], ignore_index=True)
-    X = pd.concat([tr.X, cal.X], ignore_index=True)
-    return frame, X, {k: np.concatenate([tr.labels[k], cal.labels[k]]) for k in tr.labels}
+    return {k: np.concatenate([tr.labels[k], cal.labels[k]]) for k in tr.labels}
+
+
+def _training_X(split: Split, positions: np.ndarray, columns: list[str]) -> pd.DataFrame:
+    """`columns` of the training rows at sorted `positions` (counted as in _training_labels), taken from each
+    part: a copy of all the training rows first cost about a GB at 1M reports."""
+    tr, cal = split.train, split.calibration
+    parts = [tr.X.iloc[positions[positions < len(tr)]], cal.X.iloc[positions[positions >= len(tr)] - len(tr)]]
+    return pd.concat([p[columns] for p in parts], ignore_index=True)
 
 
 def _baseline_sample(n: int, seed: int) -> np.ndarray:
@@ -98,23 +105,25 @@ def score_reports(models: ReportModels, split: Split, rules_weights: B.RulesWeig
     test = split.test
     out = {MODEL: from_probabilities(models.validity.predict_proba(test.X), models.severity.predict_proba(test.X),
                                  models.fraud.predict_proba(test.X))}
-    frame, X, y = _training_rows(split)
+    y = _training_labels(split)
     valid = y["severity"] >= 0
-    X_test = test.X[list(REPORT_FEATURES)]
-    X = X[list(REPORT_FEATURES)]
-    keep = _baseline_sample(len(X), seed)
-    X_lr, y_lr = X.iloc[keep].reset_index(drop=True), {k: v[keep] for k, v in y.items()}
+    cols = list(REPORT_FEATURES)
+    X_test = test.X[cols]
+    keep = _baseline_sample(len(valid), seed)
+    X_lr, y_lr = _training_X(split, keep, cols), {k: v[keep] for k, v in y.items()}
     v_keep = np.flatnonzero(valid)[_baseline_sample(int(valid.sum()), seed)]
     out[LOGISTIC] = from_probabilities(
         B.logistic_regression_scores(X_lr, y_lr["valid"], X_test, seed),
-        B.logistic_regression_proba(X.iloc[v_keep].reset_index(drop=True), y["severity"][v_keep], X_test, seed,
+        B.logistic_regression_proba(_training_X(split, v_keep, cols), y["severity"][v_keep], X_test, seed,
                                     N_SEVERITIES),
         B.logistic_regression_scores(X_lr, y_lr["fraud"], X_test, seed),
     )
+    raw = pd.concat([split.train.frame[B.RAW_REPORT_FIELDS], split.calibration.frame[B.RAW_REPORT_FIELDS]],
+                    ignore_index=True)
     out[TREE] = from_probabilities(
-        B.depth2_tree_scores(frame, y["valid"], test.frame),
-        B.depth2_tree_proba(frame[valid].reset_index(drop=True), y["severity"][valid], test.frame, N_SEVERITIES),
-        B.depth2_tree_scores(frame, y["fraud"], test.frame),
+        B.depth2_tree_scores(raw, y["valid"], test.frame),
+        B.depth2_tree_proba(raw[valid].reset_index(drop=True), y["severity"][valid], test.frame, N_SEVERITIES),
+        B.depth2_tree_scores(raw, y["fraud"], test.frame),
     )
     if rules_weights is not None:
         out[RULES] = ReportScores(B.rules_scores(test.frame, test.X, rules_weights))
@@ -130,14 +139,15 @@ def score_reports(models: ReportModels, split: Split, rules_weights: B.RulesWeig
 def score_orders(model: BinaryModel, split: Split, seed: int) -> dict[str, tuple[np.ndarray, bool]]:
     """Every ranker's fraud score for the test orders, with whether it claims to be a probability."""
     test = split.test
-    _, X, y = _training_rows(split)
+    y = _training_labels(split)
     cols = list(ORDER_FEATURES)
-    keep = _baseline_sample(len(X), seed)
+    keep = _baseline_sample(len(y["fraud"]), seed)
     out = {
         MODEL: (model.predict_proba(test.X), True),
-        LOGISTIC: (B.logistic_regression_scores(X[cols].iloc[keep].reset_index(drop=True), y["fraud"][keep],
-                                                test.X[cols], seed), True),
-        TREE: (B.depth2_feature_tree_scores(X[cols], y["fraud"], test.X[cols]), True),
+        LOGISTIC: (B.logistic_regression_scores(_training_X(split, keep, cols), y["fraud"][keep], test.X[cols], seed),
+                   True),
+        TREE: (B.depth2_feature_tree_scores([split.train.X[cols], split.calibration.X[cols]], y["fraud"],
+                                            test.X[cols]), True),
         FIFO: (B.fifo_scores(test.times), False),
     }
     if test.oracle is not None:
