@@ -89,7 +89,28 @@ def run(config) -> list[dict]:
                                    work / f"result-{len(rows)}.json")
                     rows.append({"suite": "online", "case": case.name, "server": server, "workers": workers,
                                  "path_kind": case.path_kind, "rows_per_request": case.rows, **result})
-    return rows + ratios(rows)
+    rows += ratios(rows)
+    if not config.tiny:
+        for row in rows:
+            judge(row)
+    return rows
+
+
+# The issue's targets: single-report /score p99 under 25 ms at 8 clients with no errors; the same model served
+# by Docket at least twice mlflow's throughput with a lower p99.
+SCORE_P99_MS, SCORE_CLIENTS = 25.0, 8
+MODEL_THROUGHPUT_RATIO = 2.0
+
+
+def judge(row: dict) -> None:
+    """Add `target` and `pass` to the rows a target applies to."""
+    if row["server"] == "docket" and row["path_kind"] == "score" and row["rows_per_request"] == 1 \
+            and row["concurrency"] == SCORE_CLIENTS:
+        row["target"] = f"p99 < {SCORE_P99_MS:g} ms, 0 errors"
+        row["pass"] = row["p99_ms"] is not None and row["p99_ms"] < SCORE_P99_MS and row["errors"] == 0
+    elif row["server"] == "docket/mlflow" and row["path_kind"] == "model":
+        row["target"] = f">= {MODEL_THROUGHPUT_RATIO:g}x throughput, lower p99"
+        row["pass"] = (row["throughput_ratio"] or 0) >= MODEL_THROUGHPUT_RATIO and (row["p99_ratio"] or 9) < 1
 
 
 def ratios(rows: list[dict]) -> list[dict]:

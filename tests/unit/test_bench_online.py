@@ -52,3 +52,35 @@ def test_online_benchmark_leaves_no_server_running(rows, work_dir):
         except OSError:
             continue
     assert not left, f"processes still running: {left}"
+
+
+def _case(**kw) -> dict:
+    return {"server": "docket", "path_kind": "score", "rows_per_request": 1, "concurrency": 8, "p99_ms": 20.0,
+            "errors": 0, **kw}
+
+
+@pytest.mark.parametrize("row, passed", [
+    (_case(), True),
+    (_case(p99_ms=25.0), False),
+    (_case(errors=1), False),
+    (_case(p99_ms=None, errors=0), False),
+    ({"server": "docket/mlflow", "path_kind": "model", "rows_per_request": 1, "concurrency": 8,
+      "throughput_ratio": 2.4, "p99_ratio": 0.3}, True),
+    ({"server": "docket/mlflow", "path_kind": "model", "rows_per_request": 100, "concurrency": 32,
+      "throughput_ratio": 1.9, "p99_ratio": 0.3}, False),
+    ({"server": "docket/mlflow", "path_kind": "model", "rows_per_request": 1, "concurrency": 1,
+      "throughput_ratio": 3.0, "p99_ratio": 1.2}, False),
+])
+def test_targets_are_judged_where_the_issue_sets_them(row, passed):
+    from benchmarks.online import judge
+
+    judge(row)
+    assert row["pass"] is passed and row["target"]
+
+
+def test_no_target_on_other_cases():
+    from benchmarks.online import judge
+
+    row = _case(concurrency=1)
+    judge(row)
+    assert "pass" not in row and "target" not in row
