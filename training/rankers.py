@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from features import vocabulary as V
-from features.build import ORDER_FEATURES, REPORT_FEATURES
+from features.build import ORDER_FEATURES, REPORT_FEATURES, as_matrix
 from training import baselines as B
-from training.evaluation_data import Rows, Split
+from training.evaluation_data import Split
 from training.models import BinaryModel, MulticlassModel
 from training.scoring import priority
 
@@ -50,26 +50,25 @@ class ReportModels:
     fraud: BinaryModel
 
 
-def _valid_only(rows: Rows) -> Rows:
-    return rows.take(rows.labels["severity"] >= 0)
-
-
 def fit_report_models(split: Split, seed: int, threads: int) -> ReportModels:
-    """Validity, severity (on valid reports) and report fraud; each calibrated on the later rows."""
+    """Validity, severity (on valid reports) and report fraud; each calibrated on the later rows. The rows are
+    converted to LightGBM's matrix once for the three models."""
     cols = list(REPORT_FEATURES)
     tr, cal = split.train, split.calibration
-    validity = BinaryModel(cols, seed=seed, num_threads=threads).fit(tr.X, tr.labels["valid"], cal.X, cal.labels["valid"])
-    s_tr, s_cal = _valid_only(tr), _valid_only(cal)
+    M, M_cal = as_matrix(tr.X[cols]), as_matrix(cal.X[cols])
+    validity = BinaryModel(cols, seed=seed, num_threads=threads).fit(M, tr.labels["valid"], M_cal, cal.labels["valid"])
+    fraud = BinaryModel(cols, seed=seed, num_threads=threads).fit(M, tr.labels["fraud"], M_cal, cal.labels["fraud"])
+    valid, valid_cal = tr.labels["severity"] >= 0, cal.labels["severity"] >= 0
     severity = MulticlassModel(cols, list(V.SEVERITIES), seed=seed, num_threads=threads).fit(
-        s_tr.X, s_tr.labels["severity"], s_cal.X, s_cal.labels["severity"])
-    fraud = BinaryModel(cols, seed=seed, num_threads=threads).fit(tr.X, tr.labels["fraud"], cal.X, cal.labels["fraud"])
+        M[valid], tr.labels["severity"][valid], M_cal[valid_cal], cal.labels["severity"][valid_cal])
     return ReportModels(validity, severity, fraud)
 
 
 def fit_order_model(split: Split, seed: int, threads: int) -> BinaryModel:
     tr, cal = split.train, split.calibration
-    return BinaryModel(list(ORDER_FEATURES), seed=seed, num_threads=threads).fit(
-        tr.X, tr.labels["fraud"], cal.X, cal.labels["fraud"])
+    cols = list(ORDER_FEATURES)
+    return BinaryModel(cols, seed=seed, num_threads=threads).fit(
+        as_matrix(tr.X[cols]), tr.labels["fraud"], as_matrix(cal.X[cols]), cal.labels["fraud"])
 
 
 def from_probabilities(p_valid: np.ndarray, severity: np.ndarray, p_fraud: np.ndarray) -> ReportScores:
@@ -103,8 +102,9 @@ def score_reports(models: ReportModels, split: Split, rules_weights: B.RulesWeig
                   seed: int) -> dict[str, ReportScores]:
     """Every ranker's scores for every test-window report (resolved or not); no rules ranker without weights."""
     test = split.test
-    out = {MODEL: from_probabilities(models.validity.predict_proba(test.X), models.severity.predict_proba(test.X),
-                                 models.fraud.predict_proba(test.X))}
+    M = as_matrix(test.X[list(REPORT_FEATURES)])  # once for the three models
+    out = {MODEL: from_probabilities(models.validity.predict_proba(M), models.severity.predict_proba(M),
+                                     models.fraud.predict_proba(M))}
     y = _training_labels(split)
     valid = y["severity"] >= 0
     cols = list(REPORT_FEATURES)
