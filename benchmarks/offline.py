@@ -188,7 +188,10 @@ def _train_models(size: int, work: Path) -> dict:
     t0 = time.perf_counter()
     prep = prepare(tables)
     w = resolve_windows(tables)
-    reports, orders = report_split(prep.reports, w), order_split(prep.orders, w, prep.data_end)
+    reports = report_split(prep.reports, w)
+    prep.reports = None  # as train (evaluate with keep_rows=False): the cut rows are all the fits need
+    orders = order_split(prep.orders, w, prep.data_end)
+    prep.orders = None
     t1, c1 = time.perf_counter(), time.process_time()
     report_models = fit_report_models(reports, seed, threads)
     t2 = time.perf_counter()

@@ -68,7 +68,9 @@ def train(
     prep = prepare(tables)
     on_step("features")
     w = resolve_windows(tables, **windows)
-    ev = evaluate(prep, w, rules, Options(seed=seed, threads=threads), on_step=on_step)
+    examples = {task: _example(rows.X) for task, rows in (("reports", prep.reports), ("orders", prep.orders))
+                if rows is not None}
+    ev = evaluate(prep, w, rules, Options(seed=seed, threads=threads), on_step=on_step, keep_rows=False)
     if ev.report_models is None or ev.order_model is None:
         reasons = "; ".join(f"{k}: {v}" for k, v in ev.report["skipped"].items())
         raise CannotTrain(f"training registers the report and order models together and cannot here ({reasons}); "
@@ -95,9 +97,9 @@ def train(
         on_step("log")
         versions = {
             S.SEVERITY_MODEL: registry.log_and_register(
-                SeverityBundle(m.validity, m.severity), S.SEVERITY_MODEL, "severity", _example(prep.reports.X)),
+                SeverityBundle(m.validity, m.severity), S.SEVERITY_MODEL, "severity", examples["reports"]),
             S.FRAUD_MODEL: registry.log_and_register(
-                FraudBundle(m.fraud, ev.order_model), S.FRAUD_MODEL, "fraud", _example(prep.orders.X)),
+                FraudBundle(m.fraud, ev.order_model), S.FRAUD_MODEL, "fraud", examples["orders"]),
         }
         aliases = [alias]
         if not all(registry.has_alias(name, S.CHAMPION) for name in versions):
@@ -113,7 +115,8 @@ def train(
 
 
 def _example(X: pd.DataFrame) -> pd.DataFrame:
-    return X.head(3).reset_index(drop=True)
+    """Three rows, copied: a view would keep the whole feature frame alive after evaluate releases it."""
+    return X.head(3).reset_index(drop=True).copy(deep=True)
 
 
 def _importance_figures(ev: Evaluation) -> dict[str, plots.plt.Figure]:
