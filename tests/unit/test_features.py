@@ -88,6 +88,16 @@ def test_one_order_alone_gets_the_same_features_as_in_the_batch(tables):
                                       batch.iloc[[i]].reset_index(drop=True))
 
 
+def test_orders_in_chunks_get_the_same_features_as_in_one_batch(tables, monkeypatch):
+    from features import build
+
+    orders = tables["orders"].head(3000)
+    history = History.from_tables(tables)
+    whole = order_features(orders, history)
+    monkeypatch.setattr(build, "ORDER_CHUNK_ROWS", 700)  # chunks of 700, the last one shorter
+    pd.testing.assert_frame_equal(order_features(orders, history), whole, check_exact=True)
+
+
 def test_every_feature_has_a_meaning_and_columns_follow_the_catalogue(tables):
     history = History.from_tables(tables)
     X = report_features(tables["reports"].head(50), history)
