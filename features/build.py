@@ -15,6 +15,7 @@ from functools import cached_property
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features import vocabulary as V
 from features.history import DAY, HOUR, NAT, EventStream, Query, codes_for, seconds
@@ -51,10 +52,12 @@ class History:
     """Everything known about accounts over time, indexed for window queries."""
 
     account_ids: pd.Index
+    account_ids_arrow: pa.Array  # the same ids for batch lookups (codes_for)
     created: np.ndarray
     verified: np.ndarray
     is_seller: np.ndarray
     order_ids: pd.Index
+    order_ids_arrow: pa.Array
     order_times: pd.DataFrame
     reports_by_subject: EventStream
     fraud_reports_by_subject: EventStream
@@ -79,13 +82,14 @@ class History:
         """Index validated raw tables (see features.contract); missing optional tables count as empty."""
         accounts = tables["accounts"]
         ids = pd.Index(accounts["account_id"].astype(object))
+        ids_arrow = _arrow_ids(accounts["account_id"])
         orders = tables.get("orders", _empty_orders())
         reports = tables.get("reports", _empty_reports())
         enforcements = tables.get("enforcements", _empty_enforcements())
         outcomes = tables.get("outcomes", _empty_outcomes())
 
-        seller = codes_for(orders["seller_id"], ids)
-        buyer = codes_for(orders["buyer_id"], ids)
+        seller = codes_for(orders["seller_id"], ids, ids_arrow)
+        buyer = codes_for(orders["buyer_id"], ids, ids_arrow)
         created = seconds(orders["created_at"])
         ship_by, shipped = seconds(orders["ship_by"]), seconds(orders["shipped_at"])
         cancelled_at = seconds(orders["cancelled_at"])
@@ -96,8 +100,8 @@ class History:
         amount = orders["amount"].to_numpy(np.float64)
         new_pair = _first_of_pair(buyer, seller, created).astype(np.float64)
 
-        subject = codes_for(reports["subject_id"], ids)
-        reporter = codes_for(reports["reporter_id"], ids)
+        subject = codes_for(reports["subject_id"], ids, ids_arrow)
+        reporter = codes_for(reports["reporter_id"], ids, ids_arrow)
         report_t = seconds(reports["created_at"])
         by_subject = EventStream(subject, report_t)
         fraud_family = (reports["category"].map(V.CATEGORY_FAMILY) == "fraud").to_numpy(bool)
@@ -111,10 +115,12 @@ class History:
 
         return cls(
             account_ids=ids,
+            account_ids_arrow=ids_arrow,
             created=seconds(accounts["created_at"]),
             verified=accounts["verified"].to_numpy(bool),
             is_seller=(accounts["role"] == "seller").to_numpy(bool),
             order_ids=pd.Index(orders["order_id"].astype(object)),
+            order_ids_arrow=_arrow_ids(orders["order_id"]),
             order_times=pd.DataFrame(
                 {
                     "amount": amount,
@@ -132,8 +138,9 @@ class History:
             fraud_reports_by_subject=EventStream(subject[fraud_family], report_t[fraud_family]),
             subject_pair_prev=_previous_same_pair(subject, reporter, report_t)[by_subject.order],
             reports_by_reporter=EventStream(reporter, report_t),
-            outcomes_by_reporter=EventStream(codes_for(joined["reporter_id"], ids), resolved, {"valid": valid}),
-            outcomes_by_subject=EventStream(codes_for(joined["subject_id"], ids), resolved,
+            outcomes_by_reporter=EventStream(codes_for(joined["reporter_id"], ids, ids_arrow), resolved,
+                                             {"valid": valid}),
+            outcomes_by_subject=EventStream(codes_for(joined["subject_id"], ids, ids_arrow), resolved,
                                             {"valid": valid, "fraud": fraud}),
             violations={
                 fam: _stream_where(enforcements, ids, enforcements["family"] == fam) for fam in V.FAMILIES
@@ -153,7 +160,7 @@ class History:
         )
 
     def account_codes(self, ids: pd.Series) -> np.ndarray:
-        return codes_for(ids, self.account_ids)
+        return codes_for(ids, self.account_ids, self.account_ids_arrow)
 
     @cached_property
     def order_columns(self) -> dict[str, np.ndarray]:
@@ -168,7 +175,11 @@ class History:
         return _code_of(self.order_ids, order_id)
 
     def order_codes(self, ids: pd.Series) -> np.ndarray:
-        return codes_for(ids, self.order_ids)
+        return codes_for(ids, self.order_ids, self.order_ids_arrow)
+
+
+def _arrow_ids(ids: pd.Series) -> pa.Array:
+    return pa.array(ids.array, type=pa.large_string())
 
 
 def _code_of(index: pd.Index, key: str) -> int:

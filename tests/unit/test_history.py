@@ -1,9 +1,11 @@
 """EventStream answers window questions exactly like a brute-force scan of the events."""
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.history import NAT, EventStream, Query
+from features.history import ARROW_LOOKUP_MIN_IDS, NAT, EventStream, Query, codes_for
 
 events = st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 50), st.floats(0, 10)), max_size=60)
 queries = st.lists(st.tuples(st.integers(-1, 5), st.integers(0, 60), st.one_of(st.none(), st.integers(1, 30))),
@@ -66,3 +68,14 @@ def test_count_where_matches_brute_force(evts, qs):
         mask = (keys == k) & (times >= max(t - w, 0)) & (times < t) & (flag_original < thr) & (keys >= 0)
         got = stream.count_where(Query(np.array([k]), np.array([t])), w, flag, np.array([thr]))
         assert got[0] == mask.sum()
+
+
+def test_codes_for_gives_the_same_codes_through_arrow_for_a_large_batch():
+    index = pd.Index([f"a{i:06d}" for i in range(40_000)], dtype=object)
+    rng = np.random.default_rng(3)
+    ids = pd.Series(rng.choice(np.array(list(index) + ["unknown", None], dtype=object), 30_000), dtype="str")
+    arrow = pa.array(index, type=pa.large_string())
+    assert len(ids) >= max(ARROW_LOOKUP_MIN_IDS, len(index) // 4)  # takes the Arrow path
+    expected = codes_for(ids, index)
+    assert (expected == -1).any() and (expected >= 0).any()
+    assert np.array_equal(codes_for(ids, index, arrow), expected)
