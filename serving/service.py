@@ -193,6 +193,10 @@ class Docket:
         ctx.response.status_code = 422
         return {"error": "invalid request", "detail": [e.as_dict() for e in err.errors]}
 
+    def _unavailable(self, ctx: bentoml.Context) -> dict:
+        ctx.response.status_code = 503
+        return {"error": f"models are not loaded yet ({self.load_error or 'loading'})"}
+
     def _answer(self, ctx: bentoml.Context, work: Callable[[Runtime], Any]) -> Any:
         """Run `work` on the loaded runtime, turning a missing runtime or a bad request into its HTTP status.
 
@@ -200,8 +204,7 @@ class Docket:
         status is set on the context and the error body returned directly.
         """
         if self.runtime is None:
-            ctx.response.status_code = 503
-            return {"error": f"models are not loaded yet ({self.load_error or 'loading'})"}
+            return self._unavailable(ctx)
         try:
             return work(self.runtime)
         except RequestError as err:
@@ -216,8 +219,7 @@ class Docket:
         """
         runtime = self.runtime
         if runtime is None:
-            ctx.response.status_code = 503
-            return {"error": f"models are not loaded yet ({self.load_error or 'loading'})"}
+            return self._unavailable(ctx)
         try:
             rows = runtime.check(payload)
         except RequestError as err:
