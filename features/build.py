@@ -11,7 +11,6 @@ violations after `decided_at`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -58,7 +57,7 @@ class History:
     is_seller: np.ndarray
     order_ids: pd.Index
     order_ids_arrow: pa.Array
-    order_times: pd.DataFrame
+    order_times: dict[str, np.ndarray]  # each order's amount, buyer and event times, by order code
     reports_by_subject: EventStream
     fraud_reports_by_subject: EventStream
     subject_pair_prev: np.ndarray
@@ -121,19 +120,17 @@ class History:
             is_seller=(accounts["role"] == "seller").to_numpy(bool),
             order_ids=pd.Index(orders["order_id"].astype(object)),
             order_ids_arrow=_arrow_ids(orders["order_id"]),
-            order_times=pd.DataFrame(
-                {
-                    "amount": amount,
-                    "buyer": buyer,
-                    "created": created,
-                    "ship_by": ship_by,
-                    "shipped": shipped,
-                    "delivered": seconds(orders["delivered_at"]),
-                    "cancelled": cancelled_at,
-                    "refunded": seconds(orders["refunded_at"]),
-                    "fraud_known": fraud_known,
-                }
-            ),
+            order_times={  # plain arrays, not a frame: a frame column lookup costs ~35 us, felt on one request
+                "amount": amount,
+                "buyer": buyer,
+                "created": created,
+                "ship_by": ship_by,
+                "shipped": shipped,
+                "delivered": seconds(orders["delivered_at"]),
+                "cancelled": cancelled_at,
+                "refunded": seconds(orders["refunded_at"]),
+                "fraud_known": fraud_known,
+            },
             reports_by_subject=by_subject,
             fraud_reports_by_subject=EventStream(subject[fraud_family], report_t[fraud_family]),
             subject_pair_prev=_previous_same_pair(subject, reporter, report_t)[by_subject.order],
@@ -161,11 +158,6 @@ class History:
 
     def account_codes(self, ids: pd.Series) -> np.ndarray:
         return codes_for(ids, self.account_ids, self.account_ids_arrow)
-
-    @cached_property
-    def order_columns(self) -> dict[str, np.ndarray]:
-        """order_times as plain arrays: selecting a frame column costs ~35 us, which adds up on one request."""
-        return {col: self.order_times[col].to_numpy() for col in self.order_times.columns}
 
     def account_code(self, account_id: str) -> int:
         """One account's code, -1 if unknown: a hash lookup, for checking one request's ids."""
@@ -401,11 +393,11 @@ def reporter_block(h: History, q: Query) -> dict[str, np.ndarray]:
 def order_link_block(h: History, order_codes: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
     """State of the order a report names, as of the report's time (NaN when no order is named)."""
     known = order_codes >= 0
-    if not len(h.order_times):
+    if not len(h.order_ids):
         nan = np.full(len(t), np.nan)
         return {k: nan for k in ORDER_LINK_FEATURES}
     rows = np.where(known, order_codes, 0)
-    o = {col: values[rows] for col, values in h.order_columns.items()}
+    o = {col: values[rows] for col, values in h.order_times.items()}
 
     def before(col: str) -> np.ndarray:
         v = o[col]
@@ -475,7 +467,7 @@ def as_matrix(X: pd.DataFrame) -> np.ndarray:
     """
     X = as_model_input(X)
     cats = [c for c, dtype in X.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)]
-    codes = {c: np.where(X[c].cat.codes.to_numpy() < 0, np.nan, X[c].cat.codes.to_numpy()) for c in cats}
+    codes = {c: _float_codes(X[c].array) for c in cats}
     return (X.assign(**codes) if codes else X).to_numpy(dtype=np.float64, na_value=np.nan)
 
 
@@ -538,8 +530,7 @@ def _frame(columns: dict, names: dict[str, str]) -> pd.DataFrame:
     cats = [n for n in names if n in CATEGORICALS]
     floats = [n for n in names if n not in CATEGORICALS]
     assert list(names)[:len(cats)] == cats, "categorical features come first"
-    block = pd.DataFrame(np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in floats]),
-                         columns=floats, copy=False)
+    block = pd.DataFrame(columns_matrix(columns, floats), columns=floats, copy=False)
     return pd.concat([pd.DataFrame({n: columns[n] for n in cats}), block], axis=1) if cats else block
 
 

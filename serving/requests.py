@@ -124,14 +124,19 @@ def check_reports(payload: Any, history: History, max_batch: int) -> list[dict[s
     """Reports from a request body, checked against the contract and the service's data source."""
     rows = check_records(payload, REPORTS, "reports", max_batch)
     errors: list[FieldError] = []
-    order_created = history.order_columns["created"]
+    order_created = history.order_times["created"]
     for i, row in enumerate(rows):
+        order = -1
         for column, what, lookup in (("subject_id", "account", history.account_code),
                                      ("reporter_id", "account", history.account_code),
                                      ("order_id", "order", history.order_code)):
-            if row[column] is not None and lookup(row[column]) < 0:
+            if row[column] is None:
+                continue
+            code = lookup(row[column])
+            if code < 0:
                 errors.append(FieldError(f"reports[{i}].{column}", f"unknown {what} '{row[column]}'"))
-        order = history.order_code(row["order_id"]) if row["order_id"] is not None else -1
+            elif column == "order_id":
+                order = code
         if order >= 0 and order_created[order] > int(row["created_at"].timestamp()):
             errors.append(FieldError(f"reports[{i}].order_id", "the order was placed after the report"))
         if row["reporter_id"] is not None and row["reporter_id"] == row["subject_id"]:
