@@ -10,6 +10,7 @@ violations after `decided_at`).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,8 @@ import pandas as pd
 import pyarrow as pa
 
 from features import vocabulary as V
-from features.history import DAY, HOUR, NAT, EventStream, Query, codes_for, seconds
+from features.history import (DAY, HOUR, NAT, ONE_BY_ONE_MAX_IDS, EventStream, Query, code_of, codes_for, seconds,
+                              values_of)
 from features.text import TEXT_FEATURES, text_features
 
 WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
@@ -161,10 +163,10 @@ class History:
 
     def account_code(self, account_id: str) -> int:
         """One account's code, -1 if unknown: a hash lookup, for checking one request's ids."""
-        return _code_of(self.account_ids, account_id)
+        return code_of(self.account_ids, account_id)
 
     def order_code(self, order_id: str) -> int:
-        return _code_of(self.order_ids, order_id)
+        return code_of(self.order_ids, order_id)
 
     def order_codes(self, ids: pd.Series) -> np.ndarray:
         return codes_for(ids, self.order_ids, self.order_ids_arrow)
@@ -172,14 +174,6 @@ class History:
 
 def _arrow_ids(ids: pd.Series) -> pa.Array:
     return pa.array(ids.array, type=pa.large_string())
-
-
-def _code_of(index: pd.Index, key: str) -> int:
-    try:
-        code = index.get_loc(key)
-    except KeyError:
-        return -1
-    return code if isinstance(code, int) else -1  # ids are unique; anything else is not one row
 
 
 def _previous_same_pair(subject: np.ndarray, reporter: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -430,17 +424,25 @@ def order_buyer_block(h: History, buyer: np.ndarray, created: np.ndarray, amount
     }
 
 
+# A reports frame, or its columns by name as plain sequences (timestamps tz-aware, missing values None).
+Reports = pd.DataFrame | Mapping[str, Sequence]
+
 _CATEGORY_INDEX = {name: pd.Index(list(values), dtype=object) for name, values in CATEGORICALS.items()}
 _CATEGORY_DTYPE = {name: pd.CategoricalDtype(list(values)) for name, values in CATEGORICALS.items()}
+_CATEGORY_CODE = {name: {v: i for i, v in enumerate(values)} for name, values in CATEGORICALS.items()}
 
 
 # A category's code -> its family's code, so family needs no second lookup of the strings.
 _FAMILY_OF_CATEGORY = np.array([V.FAMILIES.index(V.CATEGORY_FAMILY[c]) for c in V.CATEGORIES], dtype=np.int64)
 
 
-def _categorical(values: pd.Series, name: str) -> pd.Categorical:
+def _categorical(values: pd.Series | Sequence, name: str) -> pd.Categorical:
     """Values on the fixed vocabulary; anything outside it (or missing) becomes NaN."""
-    codes = _CATEGORY_INDEX[name].get_indexer(pd.Index(values.array, dtype=object))
+    if len(values) <= ONE_BY_ONE_MAX_IDS:  # a dict lookup each, rather than building an Index (see codes_for)
+        code = _CATEGORY_CODE[name]
+        codes = np.array([code.get(v, -1) if isinstance(v, str) else -1 for v in values_of(values)], dtype=np.int64)
+    else:
+        codes = _CATEGORY_INDEX[name].get_indexer(pd.Index(values_of(values), dtype=object))
     return pd.Categorical.from_codes(codes, dtype=_CATEGORY_DTYPE[name])
 
 
@@ -480,9 +482,12 @@ def report_features(reports: pd.DataFrame, h: History) -> pd.DataFrame:
     return _frame(report_columns(reports, h), REPORT_FEATURES)
 
 
-def report_columns(reports: pd.DataFrame, h: History) -> dict[str, np.ndarray | pd.Categorical]:
+def report_columns(reports: Reports, h: History) -> dict[str, np.ndarray | pd.Categorical]:
     """report_features as columns, before any frame is built: the service scores straight from these
-    (columns_matrix), since building a frame and converting it back cost a quarter of a request."""
+    (columns_matrix), since building a frame and converting it back cost a quarter of a request.
+
+    `reports` is a reports frame or, for a request's few reports, the same columns as plain lists (see
+    values_of): one computation either way."""
     t = seconds(reports["created_at"])
     subject = Query(h.account_codes(reports["subject_id"]), t)
     reporter = Query(h.account_codes(reports["reporter_id"]), t)
@@ -498,7 +503,7 @@ def report_columns(reports: pd.DataFrame, h: History) -> dict[str, np.ndarray | 
         **selling_block(h, subject, "subject"),
         **fraud_record_block(h, subject, "subject"),
         **order_link_block(h, h.order_codes(reports["order_id"]), t),
-        "has_show": reports["show_id"].notna().to_numpy(np.float64),
+        "has_show": np.asarray(pd.notna(values_of(reports["show_id"])), dtype=np.float64),
         "hour_of_day": ((t % DAY) // HOUR).astype(np.float64),
     }
     columns = {

@@ -6,6 +6,8 @@ computed with Arrow kernels fast enough for a million reports.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -80,10 +82,11 @@ def _ascii_letters(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return per_string(is_letter), per_string(is_upper)
 
 
-def text_features(descriptions: pd.Series) -> dict[str, np.ndarray]:
-    """Lexicon counts and shape of each description, as columns (the feature builder assembles the frame);
-    missing text counts as empty."""
-    arr = pa.array(descriptions.astype("str").fillna("").array, type=pa.large_string())
+def text_features(descriptions: pd.Series | Sequence) -> dict[str, np.ndarray]:
+    """Lexicon counts and shape of each description (a Series, or a plain sequence of strings), as columns
+    (the feature builder assembles the frame); missing text counts as empty."""
+    values = descriptions.array if isinstance(descriptions, pd.Series) else descriptions
+    arr = pa.array(pd.array(values, dtype="str").fillna(""), type=pa.large_string())
     chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.float64)
     letters, upper = _ascii_letters(arr)
     out = {

@@ -14,7 +14,7 @@ from typing import Any
 from features import settings as S
 from features.build import History
 from features.contract import REPORTS
-from serving.requests import check_reports, parse_feature_rows, records_frame
+from serving.requests import check_reports, parse_feature_rows, records_columns
 from training import registry
 from training.scoring import Scorer, rank_order
 
@@ -39,7 +39,7 @@ class Runtime:
 
     def score_checked(self, rows: list[dict]) -> list[dict]:
         """Score checked reports, possibly of several requests: one result per report, in order."""
-        return self.scorer.score(records_frame(rows, REPORTS), self.history)
+        return self.scorer.score(records_columns(rows, REPORTS), self.history)
 
     def predict_fraud(self, rows: Any) -> dict:
         """The fraud model alone on feature rows (order features, or report features): what `mlflow models

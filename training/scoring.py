@@ -15,7 +15,7 @@ import pandas as pd
 
 from features import settings as S
 from features import vocabulary as V
-from features.build import History, as_model_input, columns_matrix, report_columns
+from features.build import History, Reports, as_model_input, columns_matrix, report_columns
 from training.registry import Loaded
 
 # Weight of each severity in the priority: a critical report is worth four low ones.
@@ -46,6 +46,10 @@ def _json_value(v) -> float | str | None:
 Columns = dict[str, "np.ndarray | pd.Categorical"]
 
 
+def _listed(column) -> list:
+    return column.tolist() if isinstance(column, pd.Series) else list(column)
+
+
 def _matrices(columns: Columns, models: tuple) -> tuple[np.ndarray, ...]:
     """Each model's features as a LightGBM matrix, built once per distinct feature list rather than once per
     model call (LightGBM's own frame conversion costs more than predicting a few rows)."""
@@ -71,16 +75,16 @@ class Scorer:
     def model_versions(self) -> dict[str, str]:
         return {S.SEVERITY_MODEL: self.severity.version, S.FRAUD_MODEL: self.fraud.version}
 
-    def score(self, reports: pd.DataFrame, history: History) -> list[dict]:
-        """One result per report, in input order (see the README for the response contract)."""
-        reports = reports.reset_index(drop=True)
+    def score(self, reports: Reports, history: History) -> list[dict]:
+        """One result per report, in input order (see the README for the response contract). `reports` is a
+        frame or its columns as plain lists (features.build.Reports)."""
         return self._score(reports, report_columns(reports, history))
 
     def score_features(self, reports: pd.DataFrame, X: pd.DataFrame) -> list[dict]:
         """score() for reports whose features are already built (X = report_features(reports, ...))."""
-        return self._score(reports.reset_index(drop=True), _frame_columns(X))
+        return self._score(reports, _frame_columns(X))
 
-    def _score(self, reports: pd.DataFrame, X: Columns) -> list[dict]:
+    def _score(self, reports: Reports, X: Columns) -> list[dict]:
         sev, fraud = self.severity.bundle, self.fraud.bundle
         M = _matrices(X, (sev.validity, sev.severity, fraud.report))
         p_valid = sev.validity.predict_proba(M[0])
@@ -89,10 +93,10 @@ class Scorer:
         prio = priority(p_valid, sev_probs, fraud_risk)
         sev_idx = sev_probs.argmax(axis=1)
         reasons = self._reasons(X, M, p_valid, sev_probs, fraud_risk, sev_idx)
-        ids = [str(r) for r in reports["report_id"].tolist()]
-        created = [t.isoformat() for t in reports["created_at"].tolist()]
+        ids = [str(r) for r in _listed(reports["report_id"])]
+        created = [t.isoformat() for t in _listed(reports["created_at"])]
         out = []
-        for i in range(len(reports)):
+        for i in range(len(ids)):
             out.append({
                 "report_id": ids[i],
                 "created_at": created[i],

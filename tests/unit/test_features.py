@@ -231,3 +231,30 @@ def test_columns_matrix_is_the_matrix_of_the_feature_frame(tables):
     names = list(np.random.default_rng(1).permutation(list(REPORT_FEATURES)))
     np.testing.assert_array_equal(columns_matrix(columns, names), as_matrix(X[names]))
     assert np.isnan(columns_matrix(columns, ["category", "family"])[:5]).all()
+
+
+@pytest.mark.parametrize("n", [1, 3, 64, 65, 300])  # either side of the one-by-one lookup limit
+def test_report_columns_of_plain_lists_equal_those_of_the_frame(tables, n):
+    """The service hands a request's reports to report_columns as plain lists (serving.requests.records_columns),
+    training hands frames: the features must be the same numbers, including for unknown ids, missing
+    reporters, orders, shows and descriptions, and off-vocabulary categories."""
+    from features.build import report_columns
+    from features.history import ONE_BY_ONE_MAX_IDS
+
+    assert ONE_BY_ONE_MAX_IDS == 64  # the parametrisation straddles it
+    h = History.from_tables(tables)
+    reports = tables["reports"].sample(n, random_state=n).reset_index(drop=True)
+    edits = {"subject_id": "no-such-account", "reporter_id": None, "order_id": None, "show_id": None,
+             "description": None, "category": "not-a-category", "channel": "carrier-pigeon"}
+    for i, (column, value) in enumerate(edits.items()):
+        if i < n:
+            reports.loc[i, column] = value
+    lists = {c: [None if pd.isna(v) else v for v in reports[c].tolist()] for c in reports.columns}
+    from_frame, from_lists = report_columns(reports, h), report_columns(lists, h)
+    assert list(from_frame) == list(from_lists) == list(REPORT_FEATURES)
+    for name, a in from_frame.items():
+        b = from_lists[name]
+        if isinstance(a, pd.Categorical):
+            assert a.dtype == b.dtype and np.array_equal(a.codes, b.codes), name
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=name)
