@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 import secrets
 import threading
@@ -19,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import Engine, insert, select
 
 from serving import tables as T
+from serving.asgi_json import send_json
 from serving.store import append_audit, reading, writing
 
 ROLES = ("intake", "investigator", "admin")
@@ -143,7 +143,4 @@ class AuthMiddleware:
 
 
 async def _deny(send, status: int, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, status, {"error": message})

@@ -18,6 +18,7 @@ batched, so a batch has nothing left to reject.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future
@@ -32,7 +33,8 @@ Result = TypeVar("Result")
 class _Job(Generic[Item, Result]):
     group: Hashable
     items: Sequence[Item]
-    future: Future = field(default_factory=Future)
+    future: Future | asyncio.Future = field(default_factory=Future)
+    loop: asyncio.AbstractEventLoop | None = None  # set for a job awaited on an event loop
 
 
 class Coalescer(Generic[Item, Result]):
@@ -58,12 +60,24 @@ class Coalescer(Generic[Item, Result]):
     def submit(self, group: Hashable, items: Sequence[Item]) -> Future:
         """Queue a job; the future resolves to its results (a list, one per item) or raises what the pass raised."""
         job = _Job(group, items)
+        self._queue(job)
+        return job.future
+
+    def submit_async(self, group: Hashable, items: Sequence[Item]) -> asyncio.Future:
+        """submit() for a coroutine: an asyncio future of the running loop. A pass hands all its jobs of one
+        loop their results in a single wake-up of that loop (one per job, each a write to the loop's
+        self-pipe, cost ~9% of the scoring thread's time at 8 clients)."""
+        loop = asyncio.get_running_loop()
+        job = _Job(group, items, loop.create_future(), loop)
+        self._queue(job)
+        return job.future
+
+    def _queue(self, job: _Job) -> None:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the coalescer is closed")
             self._waiting.append(job)
             self._cond.notify()
-        return job.future
 
     def run(self, group: Hashable, items: Sequence[Item]) -> list[Result]:
         """Submit and wait (for callers on a thread of their own)."""
@@ -100,13 +114,32 @@ class Coalescer(Generic[Item, Result]):
                 results = list(self._work(jobs[0].group, items))
                 if len(results) != len(items):
                     raise RuntimeError(f"a pass over {len(items)} items returned {len(results)} results")
-            except BaseException as err:  # the jobs of this pass fail; the thread keeps serving the others
+                outcomes, start = [], 0
                 for job in jobs:
-                    job.future.set_exception(err)
-                continue
+                    outcomes.append((job, results[start:start + len(job.items)], None))
+                    start += len(job.items)
+            except BaseException as err:  # the jobs of this pass fail; the thread keeps serving the others
+                outcomes = [(job, None, err) for job in jobs]
             finally:
                 self.passes += 1
-            start = 0
-            for job in jobs:
-                job.future.set_result(results[start:start + len(job.items)])
-                start += len(job.items)
+            by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+            for outcome in outcomes:
+                if outcome[0].loop is None:
+                    _settle([outcome])
+                else:
+                    by_loop.setdefault(outcome[0].loop, []).append(outcome)
+            for loop, settled in by_loop.items():
+                try:
+                    loop.call_soon_threadsafe(_settle, settled)
+                except RuntimeError:  # that loop is closed: nobody is waiting any more
+                    pass
+
+
+def _settle(outcomes: list[tuple[_Job, list | None, BaseException | None]]) -> None:
+    for job, result, err in outcomes:
+        if job.future.done():  # an awaiting request was cancelled (its client went away)
+            continue
+        if err is None:
+            job.future.set_result(result)
+        else:
+            job.future.set_exception(err)

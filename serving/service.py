@@ -18,7 +18,6 @@ and the poll brings the others along.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -46,6 +45,7 @@ with bentoml.importing():
     from serving.queue import Queue
     from serving.queue_policy import load_queue_policy
     from serving.requests import RequestError
+    from serving.score_routes import ScoreRoutes
     from serving.runtime import Reload, Runtime, load_scorer, reload
     from serving.store import append_audit, make_engine, migrate, writing
     from serving.triage import Triage
@@ -191,11 +191,11 @@ class Docket:
     @staticmethod
     def _invalid(ctx: bentoml.Context, err: RequestError) -> dict:
         ctx.response.status_code = 422
-        return {"error": "invalid request", "detail": [e.as_dict() for e in err.errors]}
+        return _invalid_body(err)
 
     def _unavailable(self, ctx: bentoml.Context) -> dict:
         ctx.response.status_code = 503
-        return {"error": f"models are not loaded yet ({self.load_error or 'loading'})"}
+        return _not_loaded_body(self)
 
     def _answer(self, ctx: bentoml.Context, work: Callable[[Runtime], Any]) -> Any:
         """Run `work` on the loaded runtime, turning a missing runtime or a bad request into its HTTP status.
@@ -210,8 +210,9 @@ class Docket:
         except RequestError as err:
             return self._invalid(ctx, err)
 
-    async def _scored(self, ctx: bentoml.Context, payload: Any) -> Any:
-        """A request's reports scored, or the HTTP error saying why not.
+    async def scored(self, reports: Any) -> tuple[int, Any]:
+        """(HTTP status, body) for POST /score and /rank (serving/score_routes.py): a request's reports scored
+        in request order (validity, severity, fraud risk, priority, reasons), or the error saying why not.
 
         Validation runs here, per request, so a 422 names this request's fields; the valid reports then join
         whatever other requests are waiting for the scoring thread (serving/batching.py). The runtime is
@@ -219,29 +220,18 @@ class Docket:
         """
         runtime = self.runtime
         if runtime is None:
-            return self._unavailable(ctx)
+            return 503, _not_loaded_body(self)
         try:
-            rows = runtime.check(payload)
+            rows = runtime.check(reports)
         except RequestError as err:
-            return self._invalid(ctx, err)
-        return await asyncio.wrap_future(self.scoring.submit(id(runtime), [(runtime, row) for row in rows]))
-
-    @bentoml.api(route="/score")
-    async def score(self, ctx: bentoml.Context, reports: Any = None) -> JSON:
-        """Score a batch of reports: validity, severity, fraud risk, priority and reasons, in request order."""
-        return _rendered(await self._scored(ctx, reports))
+            return 422, _invalid_body(err)
+        return 200, await self.scoring.submit_async(id(runtime), [(runtime, row) for row in rows])
 
     @bentoml.api(route="/predict/fraud")
     def predict_fraud(self, ctx: bentoml.Context, dataframe_split: Any = None) -> JSON:
         """Fraud risk of feature rows in MLflow's `dataframe_split` shape: the fraud model only (no features, no
         reasons), the same work as `mlflow models serve` of docket-fraud."""
         return self._answer(ctx, lambda rt: rt.predict_fraud(dataframe_split))
-
-    @bentoml.api(route="/rank")
-    async def rank(self, ctx: bentoml.Context, reports: Any = None) -> JSON:
-        """The same results ordered by priority, highest first; ties by created_at, then report_id."""
-        scored = await self._scored(ctx, reports)
-        return _rendered(Runtime.rank(scored)) if isinstance(scored, list) else scored
 
     @bentoml.api(route="/penalty")
     def penalty(self, ctx: bentoml.Context, as_of: Any = None, account: Any = None, violation: Any = None,
@@ -254,18 +244,16 @@ class Docket:
         return penalty.decide(when, acc, vio, past, self.ledger.policy).to_dict()
 
 
-def _rendered(results: Any) -> Any:
-    """Scores as a finished JSON response; error bodies (dicts) go back to BentoML, which applies ctx's status.
+def _invalid_body(err: RequestError) -> dict:
+    return {"error": "invalid request", "detail": [e.as_dict() for e in err.errors]}
 
-    BentoML's own rendering wraps the value in its IO model and streams it as an iterable body, each message
-    passing the whole middleware chain: profiled at 8 concurrent clients, the event loop held the GIL for
-    two thirds of a worker's time. Rendering here took p99 at 8 clients from 36 to 30 ms (2 workers).
-    """
-    return JSONResponse(results) if isinstance(results, list) else results
+
+def _not_loaded_body(svc: Docket) -> dict:
+    return {"error": f"models are not loaded yet ({svc.load_error or 'loading'})"}
 
 
 def _not_loaded(svc: Docket) -> JSONResponse:
-    return JSONResponse({"error": f"models are not loaded yet ({svc.load_error or 'loading'})"}, status_code=503)
+    return JSONResponse(_not_loaded_body(svc), status_code=503)
 
 
 @http_app.post("/admin/reload")
@@ -292,3 +280,4 @@ def serving_models(svc: Any = Depends(bentoml.get_current_service)):
 
 
 Docket.add_asgi_middleware(AuthMiddleware, keys_factory=lambda: Keys(make_engine(S.Settings.from_env().database_url)))
+Docket.add_asgi_middleware(ScoreRoutes)  # after (inside) authentication

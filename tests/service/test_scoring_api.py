@@ -113,6 +113,27 @@ def test_malformed_bodies_are_4xx_not_500(api, service, body, post):
     assert 400 <= res.status_code < 500, res.text
 
 
+@pytest.mark.parametrize("path", ["/score", "/rank"])
+def test_bodies_that_are_not_the_request_shape_get_a_status_saying_so(api, service, path):
+    """/score and /rank answer at the ASGI level (serving/score_routes.py), so they make their own 4xx."""
+    res = api.post(f"{service}{path}", content=b'{"reports": [', headers={"Content-Type": "application/json"})
+    assert res.status_code == 400 and "not JSON" in res.json()["error"]
+    res = api.post(f"{service}{path}", json={"reports": [], "colour": "red"})
+    assert res.status_code == 422 and res.json()["detail"] == [{"field": "colour", "message": "unknown field (allowed: reports)"}]
+    res = api.post(f"{service}{path}", json=[1, 2])
+    assert res.status_code == 422 and res.json()["detail"][0]["field"] == "body"
+    res = api.post(f"{service}{path}", json={})
+    assert res.status_code == 422 and res.json()["detail"][0]["field"] == "reports"
+    assert api.get(f"{service}{path}").status_code == 405
+
+
+def test_score_and_rank_need_a_key(service):
+    import httpx
+
+    for path in ("/score", "/rank"):
+        assert httpx.post(f"{service}{path}", json={"reports": []}, timeout=10).status_code == 401
+
+
 def test_duplicate_ids_in_one_batch_are_rejected(api, service, sample, post):
     one = as_request(sample.iloc[[0]])[0]
     res = post(service, "/score", {"reports": [one, one]})

@@ -100,3 +100,54 @@ def test_closed_coalescer_refuses_work_and_bad_sizes_are_rejected():
         c.submit(0, [1])
     with pytest.raises(ValueError, match="max_items"):
         Coalescer(lambda group, items: items, max_items=0)
+
+
+def test_coroutines_waiting_behind_a_pass_get_their_own_results_in_one_wake_up_of_their_loop():
+    import asyncio
+
+    work = Recorder(hold_first=True)
+    c = Coalescer(work, max_items=100)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        wakeups = []
+        real = loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *a, **k: (wakeups.append(a[0]), real(*a, **k))[1]
+        first = c.submit_async("v1", [1])
+        await asyncio.to_thread(work.started.wait, 5)
+        waiting = [c.submit_async("v1", [i]) for i in (2, 3, 4)]
+        work.release.set()
+        results = await asyncio.gather(first, *waiting)
+        return results, sum(1 for callback in wakeups if callback.__name__ == "_settle")  # not to_thread's own
+
+    results, wakeups = asyncio.run(main())
+    assert results == [[("v1", i, i * 10)] for i in (1, 2, 3, 4)]
+    assert [items for _, items in work.passes] == [[1], [2, 3, 4]]
+    assert wakeups == 2  # one per pass, not one per job
+    c.close()
+
+
+def test_a_failing_pass_fails_its_coroutines_and_a_cancelled_waiter_is_skipped():
+    import asyncio
+
+    calls = []
+
+    def work(group, items):
+        calls.append(list(items))
+        if 0 in items:
+            raise ValueError("bad pass")
+        return [item * 10 for item in items]
+
+    c = Coalescer(work, max_items=1)
+
+    async def main():
+        gone = c.submit_async("g", [5])
+        gone.cancel()  # its client went away before the pass finished
+        failing = c.submit_async("g", [0])
+        with pytest.raises(ValueError, match="bad pass"):
+            await failing
+        return await c.submit_async("g", [7])
+
+    assert asyncio.run(main()) == [70]
+    assert calls == [[5], [0], [7]]
+    c.close()
