@@ -5,7 +5,7 @@
 
 `bodies.json` is a JSON list of request bodies; client requests cycle through them in order. N clients each
 send one request, wait for the answer, and send the next, until `requests` have been sent or `duration`
-seconds have passed (whichever first). A few warm-up requests go first and are not counted. A request counts
+seconds have passed (whichever first). Warm-up requests go first (see warm_up) and are not counted. A request counts
 as an error unless the answer is HTTP 200; latency is measured from send to the whole body read.
 """
 from __future__ import annotations
@@ -38,15 +38,13 @@ def summarise(latencies_s: list[float], errors: int, elapsed_s: float, rows_per_
 
 
 async def drive(url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int, requests: int,
-                duration_s: float, warmup: int) -> tuple[list[float], int, float, list[str]]:
-    """Run the clients; returns (latencies in s, error count, elapsed s, a few error messages)."""
+                duration_s: float, warmup: int) -> tuple[list[float], int, float, list[str], int]:
+    """Run the clients; returns (latencies in s, error count, elapsed s, a few error messages, warm-up requests)."""
     headers = {"Content-Type": "application/json", **headers}
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
-        for body in itertools.islice(itertools.cycle(bodies), warmup):
-            async with session.post(url, data=body) as res:
-                await res.read()
+        warmed = await warm_up(session, url, bodies, concurrency, warmup)
         latencies: list[float] = []
         samples: list[str] = []
         errors = 0
@@ -76,7 +74,34 @@ async def drive(url: str, bodies: list[bytes], headers: dict[str, str], concurre
                     errors += 1
 
         await asyncio.gather(*(client() for _ in range(concurrency)))
-        return latencies, errors, time.perf_counter() - start, samples
+        return latencies, errors, time.perf_counter() - start, samples, warmed
+
+
+WARMUP_SECONDS = 120.0
+
+
+async def warm_up(session, url: str, bodies: list[bytes], concurrency: int, requests: int) -> int:
+    """At least `requests` uncounted requests, in rounds of `concurrency` at once, until two rounds in a row
+    all answer 200. A round at full concurrency opens (or reuses) every pooled connection, and a kept-alive
+    connection stays with the worker that accepted it, so once two rounds succeed every connection the
+    measurement will use reaches a worker that has loaded its models (one still loading answers 503, and
+    counting those as errors measured the start-up, not the service)."""
+    order = itertools.cycle(bodies)
+    sent, good_rounds = 0, 0
+    deadline = time.perf_counter() + WARMUP_SECONDS
+
+    async def one(body: bytes) -> int:
+        async with session.post(url, data=body) as res:
+            await res.read()
+            return res.status
+
+    while sent < requests or good_rounds < 2:
+        statuses = await asyncio.gather(*(one(next(order)) for _ in range(concurrency)))
+        sent += concurrency
+        good_rounds = good_rounds + 1 if all(s == 200 for s in statuses) else 0
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"the server still answers {sorted(set(statuses))} after {WARMUP_SECONDS:g} s of warm-up")
+    return sent
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -93,9 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     bodies = [json.dumps(b).encode() for b in json.loads(a.bodies.read_text())]
     headers = dict(h.split(": ", 1) for h in a.header)
-    lat, errors, elapsed, samples = asyncio.run(
+    lat, errors, elapsed, samples, warmed = asyncio.run(
         drive(a.url, bodies, headers, a.concurrency, a.requests, a.duration, a.warmup))
-    result = {"concurrency": a.concurrency, **summarise(lat, errors, elapsed, a.rows, samples)}
+    result = {"concurrency": a.concurrency, **summarise(lat, errors, elapsed, a.rows, samples), "warmup_requests": warmed}
     a.out.write_text(json.dumps(result, indent=2))
 
 

@@ -274,8 +274,8 @@ def serve_mlflow(env: dict[str, str], work: Path):
 
 # --- measuring ---------------------------------------------------------------------------------------------
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MB (from /proc)."""
+def _tree(pid: int) -> list[int]:
+    """A process and all its descendants (from /proc)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -284,10 +284,18 @@ def tree_rss_mb(pid: int) -> float:
             except (OSError, IndexError, ValueError):
                 continue
             children.setdefault(ppid, []).append(int(entry.name))
-    total_kb, todo = 0, [pid]
+    out, todo = [], [pid]
     while todo:
         p = todo.pop()
+        out.append(p)
         todo.extend(children.get(p, []))
+    return out
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    total_kb = 0
+    for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -295,6 +303,18 @@ def tree_rss_mb(pid: int) -> float:
         except OSError:
             continue
     return round(total_kb / 1024, 1)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process and its descendants have used so far."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def drive(url: str, bodies: Path, rows: int, concurrency: int, config, headers: list[str], server_pid: int,
@@ -315,6 +335,7 @@ def drive(url: str, bodies: Path, rows: int, concurrency: int, config, headers: 
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    cpu_before, client_before = tree_cpu_s(server_pid), os.times()
     try:
         subprocess.run(cmd, cwd=REPO, check=True, timeout=config.duration_s + 120,
                        capture_output=True, text=True)
@@ -323,5 +344,12 @@ def drive(url: str, bodies: Path, rows: int, concurrency: int, config, headers: 
     finally:
         done.set()
         sampler.join()
+    server_cpu, client = tree_cpu_s(server_pid) - cpu_before, os.times()
+    client_cpu = client.children_user + client.children_system - client_before.children_user - client_before.children_system
     result = json.loads(out.read_text())
-    return {**result, "rss_mb": max(peak), "load_avg_1m": load_avg}
+    # CPU per request (warm-up included, so divided by every request sent): the server's says how much work a
+    # request is; the load generator's, doing the same work in every case, says how fast the machine ran.
+    sent = max(result["requests"] + result.get("warmup_requests", 0), 1)
+    return {**result, "rss_mb": max(peak), "load_avg_1m": load_avg,
+            "server_cpu_ms_per_request": round(1000 * server_cpu / sent, 3),
+            "client_cpu_ms_per_request": round(1000 * client_cpu / sent, 3)}

@@ -126,6 +126,11 @@ def markdown(rows: list[dict], info: dict, config: BenchConfig) -> str:
     if any(r.get("suite") == "offline" and "time_growth" in r for r in rows):
         lines += ["Growth: `time_growth` = (time ratio) / (size ratio) from the smallest to the largest size; "
                   "1.0 is linear. `rss_ratio` is the peak-memory ratio.", ""]
+    if any(r.get("suite") == "online" and "client_cpu_ms_per_request" in r for r in rows):
+        lines += ["`server_cpu_ms_per_request` is the server's CPU time per request sent (warm-up included): how much "
+                  "work a request is. `client_cpu_ms_per_request` is the load generator's, the same work in every "
+                  "case, so it shows how fast the machine ran meanwhile (on a shared VM it varies between minutes).",
+                  ""]
     return "\n".join(lines)
 
 

@@ -84,3 +84,48 @@ def test_no_target_on_other_cases():
     row = _case(concurrency=1)
     judge(row)
     assert "pass" not in row and "target" not in row
+
+
+def test_warm_up_waits_until_every_pooled_connection_answers_200_and_gives_up_on_a_server_that_never_does():
+    """A worker still loading its models answers 503; the measurement must not start on its connections."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    from benchmarks import loadgen
+
+    async def main():
+        seen = {"n": 0}
+
+        async def handler(request):
+            seen["n"] += 1
+            return web.Response(status=503 if seen["n"] <= 11 else 200)
+
+        async def never(request):
+            return web.Response(status=503)
+
+        app = web.Application()
+        app.router.add_post("/score", handler)
+        app.router.add_post("/never", never)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        try:
+            async with aiohttp.ClientSession() as session:
+                await loadgen.warm_up(session, f"http://127.0.0.1:{port}/score", [b"{}"], 4, 2)
+                answered = seen["n"]
+                loadgen.WARMUP_SECONDS, saved = 0.5, loadgen.WARMUP_SECONDS
+                try:
+                    with pytest.raises(SystemExit, match="503"):
+                        await loadgen.warm_up(session, f"http://127.0.0.1:{port}/never", [b"{}"], 4, 2)
+                finally:
+                    loadgen.WARMUP_SECONDS = saved
+            return answered
+        finally:
+            await runner.cleanup()
+
+    # 11 refusals span three rounds of 4; then two all-200 rounds: 5 rounds of 4 requests
+    assert asyncio.run(main()) == 20
