@@ -22,6 +22,7 @@ class Settings:
     reload_seconds: float = 30.0  # how often the service checks the champion aliases; 0: only on POST /admin/reload
     workers: int = 1  # BentoML worker processes; each loads the history and the models
     score_pass_rows: int = 256  # most reports /score and /rank score in one pass over concurrent requests
+    trace_scoring: bool = False  # BentoML tracing spans for /score and /rank (see serving/service.py)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -36,6 +37,7 @@ class Settings:
             reload_seconds=float(env.get("DOCKET_RELOAD_SECONDS", "30")),
             workers=int(env.get("DOCKET_WORKERS", "1")),
             score_pass_rows=int(env.get("DOCKET_SCORE_PASS_ROWS", "256")),
+            trace_scoring=env.get("DOCKET_TRACE_SCORING", "0").strip().lower() in ("1", "true", "yes"),
         )
 
 
