@@ -44,8 +44,7 @@ def _smoothed_rate(hits: np.ndarray, total: np.ndarray, prior: float, strength: 
 
 def _ratio(hits: np.ndarray, total: np.ndarray) -> np.ndarray:
     """hits / total, NaN where there is nothing to divide by (the model learns what 'no data' means)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, hits / np.where(total > 0, total, 1), np.nan)
+    return np.divide(hits, total, out=np.full(np.broadcast(hits, total).shape, np.nan), where=total > 0)
 
 
 @dataclass
