@@ -16,7 +16,7 @@ from features.build import History
 from features.contract import REPORTS
 from serving.requests import check_reports, parse_feature_rows, records_columns
 from training import registry
-from training.scoring import Scorer, rank_order
+from training.scoring import Scorer
 
 MODELS = (S.SEVERITY_MODEL, S.FRAUD_MODEL)
 LOAD_ATTEMPTS = 3
@@ -50,10 +50,6 @@ class Runtime:
         X = parse_feature_rows(rows, needed, self.settings.max_batch)
         return {"fraud_risk": [round(float(p), 6) for p in fraud.predict(X)["fraud_risk"]],
                 "model_versions": {S.FRAUD_MODEL: self.scorer.fraud.version}}
-
-    @staticmethod
-    def rank(scored: list[dict]) -> list[dict]:
-        return rank_order(scored)
 
 
 @dataclass(frozen=True)
