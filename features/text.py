@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.history import values_of
+
 # name -> (regex, meaning). Word boundaries keep "address" from matching "addressed".
 LEXICONS: dict[str, tuple[str, str]] = {
     "text_evidence": (
@@ -110,8 +112,7 @@ def _ascii_letters(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 def text_features(descriptions: pd.Series | Sequence) -> dict[str, np.ndarray]:
     """Lexicon counts and shape of each description (a Series, or a plain sequence of strings), as columns
     (the feature builder assembles the frame); missing text counts as empty."""
-    values = descriptions.array if isinstance(descriptions, pd.Series) else descriptions
-    arr = pa.array(pd.array(values, dtype="str").fillna(""), type=pa.large_string())
+    arr = pa.array(pd.array(values_of(descriptions), dtype="str").fillna(""), type=pa.large_string())
     chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.float64)
     letters, upper = _ascii_letters(arr)
     count = _counter(arr)

@@ -24,7 +24,7 @@ app = FastAPI(title="Docket ledger", docs_url=None, redoc_url=None, openapi_url=
 
 
 def _invalid(errors: list[FieldError]) -> JSONResponse:
-    return JSONResponse({"error": "invalid request", "detail": [e.as_dict() for e in errors]}, status_code=422)
+    return JSONResponse(RequestError(errors).body(), status_code=422)
 
 
 @app.exception_handler(RequestValidationError)

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from serving.asgi_json import BodyTooLarge, read_body, send_json
+from serving.requests import FieldError, RequestError
 from training.scoring import rank_order
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -56,12 +57,11 @@ async def answer(path: str, receive, scored: Scored) -> tuple[int, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         return 400, {"error": f"the request body is not JSON ({err})"}
     if not isinstance(payload, dict):
-        return 422, {"error": "invalid request", "detail": [
-            {"field": "body", "message": f'expected an object {{"reports": [...]}}, got {type(payload).__name__}'}]}
+        return 422, RequestError([FieldError(
+            "body", f'expected an object {{"reports": [...]}}, got {type(payload).__name__}')]).body()
     unknown = sorted(set(payload) - {"reports"})
     if unknown:
-        return 422, {"error": "invalid request", "detail": [
-            {"field": name, "message": "unknown field (allowed: reports)"} for name in unknown]}
+        return 422, RequestError([FieldError(name, "unknown field (allowed: reports)") for name in unknown]).body()
     status, body = await scored(payload.get("reports"))
     if status == 200 and path == "/rank":
         body = rank_order(body)

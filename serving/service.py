@@ -200,7 +200,7 @@ class Docket:
     @staticmethod
     def _invalid(ctx: bentoml.Context, err: RequestError) -> dict:
         ctx.response.status_code = 422
-        return _invalid_body(err)
+        return err.body()
 
     def _unavailable(self, ctx: bentoml.Context) -> dict:
         ctx.response.status_code = 503
@@ -233,7 +233,7 @@ class Docket:
         try:
             rows = runtime.check(reports)
         except RequestError as err:
-            return 422, _invalid_body(err)
+            return 422, err.body()
         return 200, await self.scoring.submit_async(id(runtime), [(runtime, row) for row in rows])
 
     @bentoml.api(route="/predict/fraud")
@@ -251,10 +251,6 @@ class Docket:
         except RequestError as err:
             return self._invalid(ctx, err)
         return penalty.decide(when, acc, vio, past, self.ledger.policy).to_dict()
-
-
-def _invalid_body(err: RequestError) -> dict:
-    return {"error": "invalid request", "detail": [e.as_dict() for e in err.errors]}
 
 
 def _not_loaded_body(svc: Docket) -> dict:

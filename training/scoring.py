@@ -16,6 +16,7 @@ import pandas as pd
 from features import settings as S
 from features import vocabulary as V
 from features.build import History, Reports, as_model_input, columns_matrix, report_columns
+from features.history import values_of
 from training.registry import Loaded
 
 # Weight of each severity in the priority: a critical report is worth four low ones.
@@ -44,10 +45,6 @@ def _json_value(v) -> float | str | None:
 
 
 Columns = dict[str, "np.ndarray | pd.Categorical"]
-
-
-def _listed(column) -> list:
-    return column.tolist() if isinstance(column, pd.Series) else list(column)
 
 
 def _matrices(columns: Columns, models: tuple) -> tuple[np.ndarray, ...]:
@@ -93,8 +90,8 @@ class Scorer:
         prio = priority(p_valid, sev_probs, fraud_risk)
         sev_idx = sev_probs.argmax(axis=1)
         reasons = self._reasons(X, M, p_valid, sev_probs, fraud_risk, sev_idx)
-        ids = [str(r) for r in _listed(reports["report_id"])]
-        created = [t.isoformat() for t in _listed(reports["created_at"])]
+        ids = [str(r) for r in values_of(reports["report_id"])]
+        created = [t.isoformat() for t in values_of(reports["created_at"])]
         out = []
         for i in range(len(ids)):
             out.append({
