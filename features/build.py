@@ -15,11 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from features import vocabulary as V
-from features.history import (DAY, HOUR, NAT, ONE_BY_ONE_MAX_IDS, EventStream, Query, code_of, codes_for, seconds,
-                              values_of)
+from features.history import DAY, HOUR, NAT, ONE_BY_ONE_MAX_IDS, EventStream, Ids, Query, seconds, values_of
 from features.text import TEXT_FEATURES, text_features
 
 WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
@@ -49,19 +47,20 @@ def _ratio(hits: np.ndarray, total: np.ndarray) -> np.ndarray:
 
 @dataclass
 class History:
-    """Everything known about accounts over time, indexed for window queries."""
+    """Everything known about accounts over time, indexed for window queries.
 
-    account_ids: pd.Index
-    account_ids_arrow: pa.Array  # the same ids for batch lookups (codes_for)
+    The streams are EventStreams, or in a live history (features.live) LayeredStreams answering the same
+    questions; `order_times` holds arrays indexed by order code (or columns that index the same way).
+    """
+
+    accounts: Ids
     created: np.ndarray
     verified: np.ndarray
     is_seller: np.ndarray
-    order_ids: pd.Index
-    order_ids_arrow: pa.Array
-    order_times: dict[str, np.ndarray]  # each order's amount, buyer and event times, by order code
+    orders: Ids
+    order_times: Mapping[str, np.ndarray]  # each order's amount, buyer and event times, by order code
     reports_by_subject: EventStream
     fraud_reports_by_subject: EventStream
-    subject_pair_prev: np.ndarray
     reports_by_reporter: EventStream
     outcomes_by_reporter: EventStream
     outcomes_by_subject: EventStream
@@ -81,98 +80,103 @@ class History:
     def from_tables(cls, tables: dict[str, pd.DataFrame]) -> "History":
         """Index validated raw tables (see features.contract); missing optional tables count as empty."""
         accounts = tables["accounts"]
-        ids = pd.Index(accounts["account_id"].astype(object))
-        ids_arrow = _arrow_ids(accounts["account_id"])
+        ids = Ids.of(accounts["account_id"])
         orders = tables.get("orders", _empty_orders())
-        reports = tables.get("reports", _empty_reports())
-        enforcements = tables.get("enforcements", _empty_enforcements())
-        outcomes = tables.get("outcomes", _empty_outcomes())
-
-        seller = codes_for(orders["seller_id"], ids, ids_arrow)
-        buyer = codes_for(orders["buyer_id"], ids, ids_arrow)
-        created = seconds(orders["created_at"])
-        ship_by, shipped = seconds(orders["ship_by"]), seconds(orders["shipped_at"])
-        cancelled_at = seconds(orders["cancelled_at"])
-        cancelled_before_due = (cancelled_at != NAT) & (cancelled_at <= ship_by)
-        missed = ((shipped == NAT) | (shipped > ship_by)) & ~cancelled_before_due
-        due_at = np.where(cancelled_before_due, NAT, ship_by)
-        fraud_known = seconds(orders["fraud_known_at"])
-        amount = orders["amount"].to_numpy(np.float64)
-        new_pair = _first_of_pair(buyer, seller, created).astype(np.float64)
-
-        subject = codes_for(reports["subject_id"], ids, ids_arrow)
-        reporter = codes_for(reports["reporter_id"], ids, ids_arrow)
-        report_t = seconds(reports["created_at"])
-        by_subject = EventStream(subject, report_t)
-        fraud_family = (reports["category"].map(V.CATEGORY_FAMILY) == "fraud").to_numpy(bool)
-
-        joined = outcomes.merge(
-            reports[["report_id", "subject_id", "reporter_id"]], on="report_id", how="inner", validate="one_to_one"
-        )
-        resolved = seconds(joined["resolved_at"])
-        valid = joined["valid"].to_numpy(bool).astype(np.float64)
-        fraud = joined["fraud_confirmed"].to_numpy(bool).astype(np.float64)
-
-        return cls(
-            account_ids=ids,
-            account_ids_arrow=ids_arrow,
-            created=seconds(accounts["created_at"]),
-            verified=accounts["verified"].to_numpy(bool),
-            is_seller=(accounts["role"] == "seller").to_numpy(bool),
-            order_ids=pd.Index(orders["order_id"].astype(object)),
-            order_ids_arrow=_arrow_ids(orders["order_id"]),
-            order_times={  # plain arrays, not a frame: a frame column lookup costs ~35 us, felt on one request
-                "amount": amount,
-                "buyer": buyer,
-                "created": created,
-                "ship_by": ship_by,
-                "shipped": shipped,
-                "delivered": seconds(orders["delivered_at"]),
-                "cancelled": cancelled_at,
-                "refunded": seconds(orders["refunded_at"]),
-                "fraud_known": fraud_known,
-            },
-            reports_by_subject=by_subject,
-            fraud_reports_by_subject=EventStream(subject[fraud_family], report_t[fraud_family]),
-            subject_pair_prev=_previous_same_pair(subject, reporter, report_t)[by_subject.order],
-            reports_by_reporter=EventStream(reporter, report_t),
-            outcomes_by_reporter=EventStream(codes_for(joined["reporter_id"], ids, ids_arrow), resolved,
-                                             {"valid": valid}),
-            outcomes_by_subject=EventStream(codes_for(joined["subject_id"], ids, ids_arrow), resolved,
-                                            {"valid": valid, "fraud": fraud}),
-            violations={
-                fam: _stream_where(enforcements, ids, enforcements["family"] == fam) for fam in V.FAMILIES
-            },
-            actions={
-                act: _stream_where(enforcements, ids, enforcements["action"] == act)
-                for act in ("warning", "suspension", "ban")
-            },
-            **_penalty_streams(enforcements, ids),
-            sold=EventStream(seller, created, {"amount": amount, "new_pair": new_pair}),
-            bought=EventStream(buyer, created, {"amount": amount, "new_pair": new_pair}),
-            due=EventStream(seller, due_at, {"missed": missed.astype(np.float64)}),
-            cancels=EventStream(seller, cancelled_at),
-            refunds=EventStream(seller, seconds(orders["refunded_at"])),
-            seller_fraud=EventStream(seller, fraud_known),
-            buyer_fraud=EventStream(buyer, fraud_known),
-        )
+        order_ids = Ids.of(orders["order_id"])
+        return cls(accounts=ids, **account_state(accounts), orders=order_ids,
+                   order_times=order_state(orders, ids), **event_streams(tables, ids))
 
     def account_codes(self, ids: pd.Series) -> np.ndarray:
-        return codes_for(ids, self.account_ids, self.account_ids_arrow)
+        return self.accounts.codes(ids)
 
     def account_code(self, account_id: str) -> int:
         """One account's code, -1 if unknown: a hash lookup, for checking one request's ids."""
-        return code_of(self.account_ids, account_id)
+        return self.accounts.code(account_id)
 
     def order_code(self, order_id: str) -> int:
-        return code_of(self.order_ids, order_id)
+        return self.orders.code(order_id)
 
     def order_codes(self, ids: pd.Series) -> np.ndarray:
-        return codes_for(ids, self.order_ids, self.order_ids_arrow)
+        return self.orders.codes(ids)
 
 
-def _arrow_ids(ids: pd.Series) -> pa.Array:
-    return pa.array(ids.array, type=pa.large_string())
+def account_state(accounts: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The accounts' static facts by account code (the accounts table's row order)."""
+    return {"created": seconds(accounts["created_at"]), "verified": accounts["verified"].to_numpy(bool),
+            "is_seller": (accounts["role"] == "seller").to_numpy(bool)}
+
+
+def order_state(orders: pd.DataFrame, accounts: Ids) -> dict[str, np.ndarray]:
+    """Each order's amount, buyer and fact times by order code: plain arrays, not a frame (a frame column
+    lookup costs ~35 us, felt on one request)."""
+    return {
+        "amount": orders["amount"].to_numpy(np.float64),
+        "buyer": accounts.codes(orders["buyer_id"]),
+        "created": seconds(orders["created_at"]),
+        "ship_by": seconds(orders["ship_by"]),
+        "shipped": seconds(orders["shipped_at"]),
+        "delivered": seconds(orders["delivered_at"]),
+        "cancelled": seconds(orders["cancelled_at"]),
+        "refunded": seconds(orders["refunded_at"]),
+        "fraud_known": seconds(orders["fraud_known_at"]),
+    }
+
+
+def event_streams(tables: Mapping[str, pd.DataFrame], ids: Ids) -> dict[str, EventStream]:
+    """Every event stream of a History, keyed by the codes of `ids`.
+
+    Only rows of the same table are combined here, and only within a group: an order's new-pair flag within
+    its buyer and seller, a report's distinct-reporter flag within its subject and reporter, an outcome
+    through its report, an order's fulfilment events within the order. A live history (features.live)
+    relies on that to rebuild the streams of just the groups that changed.
+    """
+    orders = tables.get("orders", _empty_orders())
+    reports = tables.get("reports", _empty_reports())
+    enforcements = tables.get("enforcements", _empty_enforcements())
+    outcomes = tables.get("outcomes", _empty_outcomes())
+
+    seller = ids.codes(orders["seller_id"])
+    buyer = ids.codes(orders["buyer_id"])
+    created = seconds(orders["created_at"])
+    ship_by, shipped = seconds(orders["ship_by"]), seconds(orders["shipped_at"])
+    cancelled_at = seconds(orders["cancelled_at"])
+    cancelled_before_due = (cancelled_at != NAT) & (cancelled_at <= ship_by)
+    missed = ((shipped == NAT) | (shipped > ship_by)) & ~cancelled_before_due
+    due_at = np.where(cancelled_before_due, NAT, ship_by)
+    fraud_known = seconds(orders["fraud_known_at"])
+    amount = orders["amount"].to_numpy(np.float64)
+    new_pair = _first_of_pair(buyer, seller, created).astype(np.float64)
+
+    subject = ids.codes(reports["subject_id"])
+    reporter = ids.codes(reports["reporter_id"])
+    report_t = seconds(reports["created_at"])
+    fraud_family = (reports["category"].map(V.CATEGORY_FAMILY) == "fraud").to_numpy(bool)
+
+    joined = outcomes.merge(
+        reports[["report_id", "subject_id", "reporter_id"]], on="report_id", how="inner", validate="one_to_one"
+    )
+    resolved = seconds(joined["resolved_at"])
+    valid = joined["valid"].to_numpy(bool).astype(np.float64)
+    fraud = joined["fraud_confirmed"].to_numpy(bool).astype(np.float64)
+    return {
+        "reports_by_subject": EventStream(subject, report_t,
+                                          flags={"pair_prev": _previous_same_pair(subject, reporter, report_t)}),
+        "fraud_reports_by_subject": EventStream(subject[fraud_family], report_t[fraud_family]),
+        "reports_by_reporter": EventStream(reporter, report_t),
+        "outcomes_by_reporter": EventStream(ids.codes(joined["reporter_id"]), resolved, {"valid": valid}),
+        "outcomes_by_subject": EventStream(ids.codes(joined["subject_id"]), resolved, {"valid": valid, "fraud": fraud}),
+        "violations": {fam: _stream_where(enforcements, ids, enforcements["family"] == fam) for fam in V.FAMILIES},
+        "actions": {act: _stream_where(enforcements, ids, enforcements["action"] == act)
+                    for act in ("warning", "suspension", "ban")},
+        **_penalty_streams(enforcements, ids),
+        "sold": EventStream(seller, created, {"amount": amount, "new_pair": new_pair}),
+        "bought": EventStream(buyer, created, {"amount": amount, "new_pair": new_pair}),
+        "due": EventStream(seller, due_at, {"missed": missed.astype(np.float64)}),
+        "cancels": EventStream(seller, cancelled_at),
+        "refunds": EventStream(seller, seconds(orders["refunded_at"])),
+        "seller_fraud": EventStream(seller, fraud_known),
+        "buyer_fraud": EventStream(buyer, fraud_known),
+    }
 
 
 def _previous_same_pair(subject: np.ndarray, reporter: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -192,25 +196,28 @@ def _previous_same_pair(subject: np.ndarray, reporter: np.ndarray, t: np.ndarray
 
 
 def _first_of_pair(buyer: np.ndarray, seller: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """For each order, whether it is the first between its buyer and seller (ties in time: the first row)."""
+    """For each order, whether it is the first between its buyer and seller (ties in time: the first row).
+
+    An order with an unknown buyer or seller (a live order naming an account not seen yet) is a pair of its
+    own: unknown accounts are not one account."""
     order = np.lexsort((np.arange(len(t)), t, seller, buyer))
     b, s = buyer[order], seller[order]
     first_sorted = np.ones(len(order), dtype=bool)
-    first_sorted[1:] = (b[1:] != b[:-1]) | (s[1:] != s[:-1])
+    first_sorted[1:] = (b[1:] != b[:-1]) | (s[1:] != s[:-1]) | (b[1:] < 0) | (s[1:] < 0)
     first = np.empty_like(first_sorted)
     first[order] = first_sorted
     return first
 
 
-def _stream_where(enforcements: pd.DataFrame, ids: pd.Index, mask: pd.Series) -> EventStream:
+def _stream_where(enforcements: pd.DataFrame, ids: Ids, mask: pd.Series) -> EventStream:
     rows = enforcements[mask.to_numpy(bool)]
-    return EventStream(codes_for(rows["account_id"], ids), seconds(rows["decided_at"]))
+    return EventStream(ids.codes(rows["account_id"]), seconds(rows["decided_at"]))
 
 
-def _penalty_streams(enforcements: pd.DataFrame, ids: pd.Index) -> dict[str, EventStream]:
+def _penalty_streams(enforcements: pd.DataFrame, ids: Ids) -> dict[str, EventStream]:
     """Starts and ends of time-limited actions: active at t = started before t minus ended by t."""
     timed = enforcements[(enforcements["action_days"] > 0).to_numpy(bool)]
-    keys = codes_for(timed["account_id"], ids)
+    keys = ids.codes(timed["account_id"])
     start = seconds(timed["decided_at"])
     end = start + timed["action_days"].to_numpy(np.int64) * DAY
     # An end exactly at t means the penalty is over at t, so ends count from t + 1.
@@ -276,9 +283,7 @@ def record_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
 def reports_received_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
     """Reports about the account by window, distinct reporters in the last hour, past validity."""
     out = {f"{prefix}_reports_{w}": h.reports_by_subject.count(q, sec) for w, sec in WINDOWS.items()}
-    out[f"{prefix}_distinct_reporters_1h"] = h.reports_by_subject.count_where(
-        q, HOUR, h.subject_pair_prev, q.t - HOUR
-    )
+    out[f"{prefix}_distinct_reporters_1h"] = h.reports_by_subject.count_where(q, HOUR, "pair_prev", q.t - HOUR)
     resolved = h.outcomes_by_subject.count(q)
     valid = h.outcomes_by_subject.total("valid", q)
     out[f"{prefix}_reports_resolved"] = resolved
@@ -386,7 +391,7 @@ def reporter_block(h: History, q: Query) -> dict[str, np.ndarray]:
 def order_link_block(h: History, order_codes: np.ndarray, t: np.ndarray) -> dict[str, np.ndarray]:
     """State of the order a report names, as of the report's time (NaN when no order is named)."""
     known = order_codes >= 0
-    if not len(h.order_ids):
+    if not len(h.orders):
         nan = np.full(len(t), np.nan)
         return {k: nan for k in ORDER_LINK_FEATURES}
     rows = np.where(known, order_codes, 0)

@@ -11,7 +11,7 @@ sees itself or anything filed in the same second.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,6 +72,57 @@ def code_of(index: pd.Index, key) -> int:
     except KeyError:
         return -1
     return code if isinstance(code, int) else -1  # ids are unique; anything else is not one row
+
+
+@dataclass(frozen=True)
+class Ids:
+    """Unique string ids and their integer codes: a frozen index (with its Arrow copy for large lookups) and the
+    ids added since, coded from len(index) on.
+
+    A live history grows by a few accounts and orders at a time; rebuilding a pandas index of every id for each
+    would cost as much as the lookups of a whole request, so additions live in a dict beside the index until the
+    next snapshot folds them in. Codes never change once given, so events coded earlier stay valid.
+    """
+
+    index: pd.Index
+    arrow: pa.Array
+    added: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, ids: pd.Series | Sequence) -> "Ids":
+        return cls(pd.Index(pd.Series(values_of(ids), dtype=object), dtype=object),
+                   pa.array(pd.Series(values_of(ids), dtype=object), type=pa.large_string()))
+
+    def __len__(self) -> int:
+        return len(self.index) + len(self.added)
+
+    def code(self, key) -> int:
+        """One id's code, -1 if it is missing, unknown or not a string."""
+        found = code_of(self.index, key)
+        return self.added.get(key, -1) if found < 0 and self.added and isinstance(key, str) else found
+
+    def codes(self, ids: pd.Series | Sequence) -> np.ndarray:
+        """Codes for many ids, -1 where unknown (see codes_for)."""
+        out = codes_for(ids, self.index, self.arrow)
+        if self.added:
+            missing = np.flatnonzero(out < 0)
+            if len(missing):
+                values = values_of(ids)
+                out[missing] = [self.added.get(v, -1) if isinstance(v, str) else -1
+                                for v in (values[int(i)] for i in missing)]
+        return out
+
+    def extended(self, new_ids: Iterable[str]) -> "Ids":
+        """These ids plus `new_ids` not already known, each given the next free code."""
+        added = dict(self.added)
+        for key in new_ids:
+            if isinstance(key, str) and key not in added and code_of(self.index, key) < 0:
+                added[key] = len(self.index) + len(added)
+        return self if len(added) == len(self.added) else Ids(self.index, self.arrow, added)
+
+    def all_ids(self) -> np.ndarray:
+        """Every id in code order."""
+        return np.concatenate([self.index.to_numpy(object), np.array(list(self.added), dtype=object)])
 
 
 def _composite(keys: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -139,13 +190,15 @@ class EventStream:
     """Events of one kind, keyed by account code, answerable by time window.
 
     `values` are summed over a window (e.g. order amounts, valid flags); the
-    event count is always available. Events with a negative key or a missing
-    time are dropped at construction: they can never match a query.
+    event count is always available. `flags` are per-event numbers kept as they
+    are (in stream order) for `count_where`. Events with a negative key or a
+    missing time are dropped at construction: they can never match a query.
     """
 
     keys: np.ndarray
     times: np.ndarray
     values: dict[str, np.ndarray] = field(default_factory=dict)
+    flags: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.keys) >= 2**31:
@@ -163,6 +216,7 @@ class EventStream:
             for name, v in self.values.items()
         }
         self.order = np.flatnonzero(keep)[order]
+        self.flags = {name: np.asarray(v)[self.order] for name, v in self.flags.items()}
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -188,8 +242,8 @@ class EventStream:
         found = (hi > lo) & (q.keys >= 0)
         return np.where(found, self.times[np.maximum(hi - 1, 0)] if len(self) else NAT, NAT)
 
-    def count_where(self, q: Query, window: int, event_flag: np.ndarray, threshold: np.ndarray) -> np.ndarray:
-        """Count window events whose `event_flag` (in stream order) is below each query's threshold.
+    def count_where(self, q: Query, window: int, flag: str, threshold: np.ndarray) -> np.ndarray:
+        """Count window events whose flag `flag` is below each query's threshold.
 
         Used for distinct counts: an event counts when the previous event of the
         same pair fell before the window. The work is proportional to the
@@ -205,5 +259,37 @@ class EventStream:
         query = np.repeat(np.arange(len(q)), sizes)
         starts = np.repeat(lo - np.concatenate(([0], np.cumsum(sizes)[:-1])), sizes)
         idx = starts + np.arange(total)
-        hits = event_flag[idx] < threshold[query]
+        hits = self.flags[flag][idx] < threshold[query]
         return np.bincount(query, weights=hits, minlength=len(q)).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class LayeredStream:
+    """A stream as it stood at a snapshot (`base`), plus the events added since (`plus`) minus the events
+    withdrawn since (`minus`): what a live history answers with (features.live).
+
+    Counts, sums and flagged counts are sums over events, so base + plus - minus equals the answer of one
+    stream built from the current events, without rebuilding the base. An event is withdrawn only to be
+    added again with other derived values (an order whose facts arrived, a report whose pair gained a report),
+    never at another time, so the latest event before t is the later of the base's and the additions'.
+    """
+
+    base: EventStream
+    plus: EventStream
+    minus: EventStream
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.plus) - len(self.minus)
+
+    def count(self, q: Query, window: int | None = None) -> np.ndarray:
+        return self.base.count(q, window) + self.plus.count(q, window) - self.minus.count(q, window)
+
+    def total(self, name: str, q: Query, window: int | None = None) -> np.ndarray:
+        return self.base.total(name, q, window) + self.plus.total(name, q, window) - self.minus.total(name, q, window)
+
+    def last_time(self, q: Query) -> np.ndarray:
+        return np.maximum(self.base.last_time(q), self.plus.last_time(q))
+
+    def count_where(self, q: Query, window: int, flag: str, threshold: np.ndarray) -> np.ndarray:
+        return (self.base.count_where(q, window, flag, threshold) + self.plus.count_where(q, window, flag, threshold)
+                - self.minus.count_where(q, window, flag, threshold))

@@ -59,14 +59,13 @@ def test_missing_times_and_unknown_keys_never_match():
 @given(events, queries)
 def test_count_where_matches_brute_force(evts, qs):
     keys, times, vals = _arrays(evts)
-    stream = EventStream(keys, times, {})
     flag_original = vals  # any per-event number
-    flag = flag_original[stream.order]
+    stream = EventStream(keys, times, {}, {"f": flag_original})
     for k, t, w in qs:
         w = w or 5
         thr = float(t) / 7
         mask = (keys == k) & (times >= max(t - w, 0)) & (times < t) & (flag_original < thr) & (keys >= 0)
-        got = stream.count_where(Query(np.array([k]), np.array([t])), w, flag, np.array([thr]))
+        got = stream.count_where(Query(np.array([k]), np.array([t])), w, "f", np.array([thr]))
         assert got[0] == mask.sum()
 
 

@@ -302,7 +302,7 @@ def test_fulfillment_rates_are_the_seller_rates_the_models_see(sim):
     tables, h, as_of = sim
     everything = MonitorConfig(late_rate=0.0, cancel_rate=0.0, refund_rate=0.0, min_orders=1)
     reports = fulfillment_reports(tables["orders"], h, as_of, everything)
-    accounts = pd.Series(h.account_ids)
+    accounts = pd.Series(h.accounts.index)
     at = np.full(len(accounts), seconds(pd.Series([as_of]))[0])
     block = fulfillment_block(h, Query(h.account_codes(accounts), at), "seller")
     expected = {}
