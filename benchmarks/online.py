@@ -16,7 +16,9 @@ Each case row has throughput (requests/s and rows/s), p50/p95/p99 latency, error
 resident memory of the serving process tree (workers included) seen during the case; ratio rows compare
 Docket with MLflow at the same concurrency and batch size (throughput: higher is better for Docket above 1;
 p99: lower is better for Docket below 1). The load average at the start of each case goes with each row,
-since the load generator and the servers share the machine.
+since the load generator and the servers share the machine, and so does the CPU time per request of the server
+(its process tree) and of the load generator. The servers get the environment the harness started with (see
+`server_env`), not what the harness's own imports added to it.
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+
+from benchmarks import OMP_WAIT_POLICY as ORIGINAL_OMP_WAIT_POLICY  # read before anything imported training
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -218,8 +222,7 @@ def _free_port() -> int:
 def _process(cmd: list[str], env: dict[str, str], log: Path, base: str, probe: str) -> Iterator[tuple[str, int]]:
     """Start a server in its own process group, wait until base + `probe` answers 200; stop the whole group on exit."""
     with open(log, "w") as out:
-        path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # mlflow execs `uvicorn` from PATH
-        proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env, "PATH": path}, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, cwd=REPO, env=server_env(env), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
         deadline = time.monotonic() + STARTUP_SECONDS
@@ -237,6 +240,20 @@ def _process(cmd: list[str], env: dict[str, str], log: Path, base: str, probe: s
         yield base, proc.pid
     finally:
         _stop_group(proc)
+
+
+def server_env(env: dict[str, str]) -> dict[str, str]:
+    """A server's environment: this process's as it was before the harness imported training, then `env`.
+
+    Importing training.models sets OMP_WAIT_POLICY=PASSIVE in os.environ; a server started by `make serve` has no
+    such variable unless its environment sets one, and the benchmark must serve as production does. So the
+    inherited value is replaced by the one the environment had at start (benchmarks.OMP_WAIT_POLICY), or dropped.
+    """
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if ORIGINAL_OMP_WAIT_POLICY is not None:
+        base["OMP_WAIT_POLICY"] = ORIGINAL_OMP_WAIT_POLICY
+    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # mlflow execs `uvicorn` from PATH
+    return {**base, **env, "PATH": path}
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
@@ -348,7 +365,9 @@ def drive(url: str, bodies: Path, rows: int, concurrency: int, config, headers: 
     client_cpu = client.children_user + client.children_system - client_before.children_user - client_before.children_system
     result = json.loads(out.read_text())
     # CPU per request (warm-up included, so divided by every request sent): the server's says how much work a
-    # request is; the load generator's, doing the same work in every case, says how fast the machine ran.
+    # request is, in this machine's time. The load generator's is its own cost, not a gauge of how fast the server's
+    # kind of work ran (it moved 1.2-1.3x between two hosts where the scoring pass moved 1.9x): see
+    # benchmarks.machine.speed_probe for that.
     sent = max(result["requests"] + result.get("warmup_requests", 0), 1)
     return {**result, "rss_mb": max(peak), "load_avg_1m": load_avg,
             "server_cpu_ms_per_request": round(1000 * server_cpu / sent, 3),

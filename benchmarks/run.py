@@ -8,25 +8,19 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import platform
-import subprocess
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 from benchmarks.config import BenchConfig
+from benchmarks.machine import PROBE_REPEATS, machine
 
 SUITES: dict[str, str] = {"offline": "benchmarks.offline", "online": "benchmarks.online", "queue": "benchmarks.queue_bench"}
-PACKAGES = ("numpy", "pandas", "pyarrow", "lightgbm", "scikit-learn", "mlflow", "bentoml", "sqlalchemy")
-REPO = Path(__file__).resolve().parents[1]
 # Columns first in each markdown table when a suite has them; the rest follow in the order they appear.
 LEADING = ("case", "size", "concurrency", "wall_s", "cpu_s", "rows_per_s", "peak_rss_mb", "time_growth", "rss_ratio",
            "target", "pass")
-HIDDEN = ("suite", "ok")
+HIDDEN = ("suite", "ok", "cpu_model")  # cpu_model: the same in every row, named in the header
 
 
 def step_names(config: BenchConfig, suites: Sequence[str]) -> list[str]:
@@ -67,42 +61,12 @@ def _run_suite(suite: str, config: BenchConfig, on_step: Callable[[str], None]) 
                  "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc(limit=5)}]
 
 
-def machine() -> dict:
-    """What the figures were measured on and with."""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    mem_kb = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:")), 0) if Path("/proc/meminfo").exists() else 0
-    return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git("rev-parse", "HEAD"), "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-        "cores": os.cpu_count(), "ram_gb": round(mem_kb / 1024 ** 2, 1), "platform": platform.platform(),
-        "python": platform.python_version(), "packages": versions, "load_average": _load(),
-    }
-
-
-def _git(*args: str) -> str | None:
-    try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def _load() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        return None
-
-
 def write(rows: list[dict], config: BenchConfig, out_dir: Path) -> tuple[Path, Path]:
-    """results.json and results.md in out_dir."""
+    """results.json and results.md in out_dir; every row gets the machine's `cpu_model` (in place)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     info = machine()
+    for row in rows:  # each row names its CPU, so a row copied out of this file still says what it ran on
+        row.setdefault("cpu_model", info["cpu_model"])
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items() if k != "postgres_url"}
     settings["postgres"] = config.postgres_url is not None  # never write a connection string (it may hold a password)
     doc = {"machine": info, "config": settings, "results": rows}
@@ -116,9 +80,11 @@ def markdown(rows: list[dict], info: dict, config: BenchConfig) -> str:
     """One table per suite; a target column says what was required and whether it passed."""
     load = ", ".join(f"{x:g}" for x in info["load_average"] or [])
     lines = [
-        f"Measured {info['date']} on {info['cores']} cores, {info['ram_gb']:g} GB RAM, Python {info['python']}, "
+        f"Measured {info['date']} on {info['cores']} cores of {info.get('cpu_model') or 'an unknown CPU'}, "
+        f"{info['ram_gb']:g} GB RAM, Python {info['python']}, "
         f"commit {(info['git_commit'] or 'unknown')[:10]}{' (dirty)' if info['git_dirty'] else ''}; "
-        f"load average at the end {load}." + (" Tiny run: no targets apply." if config.tiny else ""),
+        f"load average at the end {load}." + _probe_sentence(info.get("speed_probe"))
+        + (" Tiny run: no targets apply." if config.tiny else ""),
         "",
     ]
     for suite in dict.fromkeys(r["suite"] for r in rows):
@@ -126,12 +92,22 @@ def markdown(rows: list[dict], info: dict, config: BenchConfig) -> str:
     if any(r.get("suite") == "offline" and "time_growth" in r for r in rows):
         lines += ["Growth: `time_growth` = (time ratio) / (size ratio) from the smallest to the largest size; "
                   "1.0 is linear. `rss_ratio` is the peak-memory ratio.", ""]
-    if any(r.get("suite") == "online" and "client_cpu_ms_per_request" in r for r in rows):
-        lines += ["`server_cpu_ms_per_request` is the server's CPU time per request sent (warm-up included): how much "
-                  "work a request is. `client_cpu_ms_per_request` is the load generator's, the same work in every "
-                  "case, so it shows how fast the machine ran meanwhile (on a shared VM it varies between minutes).",
-                  ""]
+    if any(r.get("suite") in ("online", "queue") and "server_cpu_ms_per_request" in r for r in rows):
+        lines += ["`server_cpu_ms_per_request` is the server process tree's CPU time per request sent (online: "
+                  "warm-up included): how much work a request is, in this machine's time. "
+                  "`client_cpu_ms_per_request` is the load generator's; it is not a gauge of how fast the server's "
+                  "work ran (between two hosts it moved 1.2-1.3x while the scoring pass moved 1.9x). To compare runs "
+                  "or machines, compare the speed probe in the first line: the scoring pass's kind of work (Python, "
+                  "tiny numpy operations, LightGBM contributions) timed in one process.", ""]
     return "\n".join(lines)
+
+
+def _probe_sentence(probe: dict | None) -> str:
+    """The speed probe's figures, to read every timing beside: the same work takes longer on a slower CPU."""
+    if not probe:
+        return ""
+    return (f" Speed probe (fastest of {PROBE_REPEATS}, ms; lower is faster): Python loop {probe['python_ms']:.4g}, "
+            f"70 tiny numpy ops {probe['numpy_ms']:.4g}, LightGBM 1-row contributions {probe['lightgbm_ms']:.4g}.")
 
 
 def _table(rows: list[dict]) -> list[str]:

@@ -129,3 +129,30 @@ def test_warm_up_waits_until_every_pooled_connection_answers_200_and_gives_up_on
 
     # 11 refusals span three rounds of 4; then two all-200 rounds: 5 rounds of 4 requests
     assert asyncio.run(main()) == 20
+
+
+@pytest.mark.parametrize("original", [None, "ACTIVE"])
+def test_servers_get_the_environment_the_harness_started_with_not_what_importing_training_added(monkeypatch, original):
+    import benchmarks.online as O
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # what importing training.models does in the harness
+    monkeypatch.setattr(O, "ORIGINAL_OMP_WAIT_POLICY", original)
+    env = O.server_env({"DOCKET_WORKERS": "2"})
+    assert env.get("OMP_WAIT_POLICY") == original
+    assert env["DOCKET_WORKERS"] == "2" and env["PATH"].startswith(str(O.BIN))
+    assert O.server_env({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"  # set for the case: kept
+
+
+@pytest.mark.parametrize("imports", ["benchmarks.online, training.models", "training.models, benchmarks.online"])
+def test_the_servers_get_no_omp_wait_policy_when_the_harness_started_without_one(imports):
+    """In a fresh process like `docket bench`'s: importing training sets PASSIVE, in either order; servers get none."""
+    import os
+    import subprocess
+    import sys
+
+    code = (f"import os, {imports}; from benchmarks.online import server_env; "
+            "print(os.environ.get('OMP_WAIT_POLICY'), server_env({}).get('OMP_WAIT_POLICY'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=120).stdout.split()
+    assert out == ["PASSIVE", "None"]

@@ -36,5 +36,6 @@ def test_queue_bench_intake_stores_every_report_once_at_both_batch_sizes(rows):
         assert r["stored_once"] and r["duplicates"] == 0
         for key in ("reports_per_s", "p50_ms", "p99_ms", "requests", "clients"):
             assert key in r
+        assert r["server_cpu_ms_per_request"] > 0  # the intake server's own CPU, as the online suite records it
     assert sum(r["n"] for r in intake) == queue_bench.INTAKE_REPORTS_TINY
     assert by_case(rows)["http_queue_50"]["p50_ms"] > 0
