@@ -21,10 +21,10 @@ from sqlalchemy.exc import IntegrityError
 
 from features import vocabulary as V
 from serving import tables as T
-from serving.penalty import APPEALS, Account, Decision, Policy, Violation, decide
+from serving.penalty import APPEALS, Account, Action, Decision, PastViolation, Policy, Violation, account_health, decide
 from serving.record import (StoredViolation, health_view, known_history, load_account, load_violation,
                             past_from_json, past_to_json)
-from serving.store import StoreError, append_audit, insert_if_absent, reading, to_json, writing
+from serving.store import StoreError, append_audit, insert_if_absent, insert_rows, next_seq, reading, to_json, writing
 
 
 class LedgerError(ValueError):
@@ -85,7 +85,7 @@ class Ledger:
                "family": violation.family, "category": violation.category, "severity": violation.severity,
                "occurred_at": violation.occurred_at, "recorded_at": as_of, "recorded_by": actor,
                "source_report_id": source_report_id, "model_versions": model_versions}
-        conn.execute(insert(T.violations).values(**row))
+        conn.execute(insert(T.violations).values(**row, seq=next_seq(conn, 1)))  # the features see it (market.py)
         snapshot = [past_to_json(v.violation_id, p) for v, p in zip(known, history)]
         _append_decision(conn, violation_id, decision, at=as_of, actor=actor, cause="recorded", history=snapshot)
         append_audit(conn, at=as_of, actor=actor, action="violation.recorded", entity="violation",
@@ -258,3 +258,81 @@ def _append_event(conn: Connection, violation_id: str, *, at: datetime, kind: st
                   why: str | None) -> None:
     conn.execute(insert(T.violation_events).values(violation_id=violation_id, at=at, kind=kind, value=value,
                                                    actor=actor, why=why))
+
+
+# ---------------------------------------------------------------------------
+# The marketplace's own enforcements (the data contract's enforcements table), for the features and the record.
+
+IMPORTED = "imported"  # policy_version of a decision the marketplace took itself, before or outside Docket
+
+
+def record_enforcements(conn: Connection, rows: list[dict], *, seqs: range, actor: str, policy: Policy,
+                        accounts: dict[str, str]) -> None:
+    """Store the marketplace's own enforcements as violations with the decision taken then (not re-decided by
+    the mapper), so records, health and proposed penalties start from the real past.
+
+    `rows` are checked enforcements (contract columns), `accounts` each account's role. Health at each decision
+    is worked out from the account's record up to it, stored ones included."""
+    if not rows:
+        return
+    rows = sorted(rows, key=lambda r: (r["decided_at"], r["violation_id"]))
+    seq_of = dict(zip((r["violation_id"] for r in rows), seqs))
+    pasts = _stored_pasts(conn, sorted(accounts))
+    for account_id, role in accounts.items():
+        first = min(r["decided_at"] for r in rows if r["account_id"] == account_id)
+        insert_if_absent(conn, T.accounts, {"account_id": account_id, "role": role,
+                                            "first_recorded_at": _py(first)})
+    violations, decisions = [], []
+    for r in rows:
+        actions = (Action(r["action"], r["action_days"] or None),)
+        at = _py(r["decided_at"])
+        record = pasts.setdefault(r["account_id"], [])
+        record.append(PastViolation(_py(r["occurred_at"]), r["family"], r["category"], r["severity"], actions))
+        health = account_health(at, Account(r["account_id"], accounts[r["account_id"]]), record, policy)
+        violations.append({"violation_id": r["violation_id"], "account_id": r["account_id"],
+                           "role": accounts[r["account_id"]], "family": r["family"], "category": r["category"],
+                           "severity": r["severity"], "occurred_at": _py(r["occurred_at"]), "recorded_at": at,
+                           "recorded_by": actor, "source_report_id": None, "model_versions": None,
+                           "seq": seq_of[r["violation_id"]]})
+        days = f" for {r['action_days']} days" if r["action_days"] else ""
+        decisions.append({"violation_id": r["violation_id"], "decided_at": at, "decided_by": actor,
+                          "cause": "recorded", "actions": [a.to_dict() for a in actions], "account_health": health,
+                          "reasons": [f"taken by the marketplace: {r['action']}{days} (imported enforcement)"],
+                          "policy_version": IMPORTED, "rung": r["action"], "points": 0, "history": []})
+    insert_rows(conn, T.violations, violations)
+    insert_rows(conn, T.decisions, decisions)
+
+
+def _py(value: Any) -> datetime:
+    return value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
+
+
+def _stored_pasts(conn: Connection, account_ids: list[str]) -> dict[str, list[PastViolation]]:
+    """The stored record of those of these accounts the ledger knows (a first import knows none)."""
+    known = set()
+    for start in range(0, len(account_ids), 500):
+        part = account_ids[start:start + 500]
+        known |= {r[0] for r in conn.execute(select(T.accounts.c.account_id).where(T.accounts.c.account_id.in_(part)))}
+    return {a: [v.past() for v in load_account(conn, a)[1]] for a in sorted(known)}
+
+
+def enforcement_rows(conn: Connection, ids: list[str] | None = None, since: int | None = None) -> list[dict]:
+    """Violations as the data contract's enforcements: decided when first decided, with that decision's main
+    action (the first it lists) and its days (0 when not time-limited)."""
+    v, d = T.violations.c, T.decisions.c
+    query = (select(v.violation_id, v.account_id, v.occurred_at, d.decided_at, v.family, v.category, v.severity,
+                    d.actions)
+             .join_from(T.violations, T.decisions, (d.violation_id == v.violation_id) & (d.cause == "recorded"))
+             .order_by(v.seq, v.violation_id))
+    if ids is not None:
+        query = query.where(v.violation_id.in_(ids))
+    if since is not None:
+        query = query.where(v.seq > since)
+    out = []
+    for row in conn.execute(query).mappings():
+        main = (row["actions"] or [{"type": "warning"}])[0]
+        out.append({"violation_id": row["violation_id"], "account_id": row["account_id"],
+                    "occurred_at": row["occurred_at"], "decided_at": row["decided_at"], "family": row["family"],
+                    "category": row["category"], "severity": row["severity"], "action": main["type"],
+                    "action_days": int(main.get("days") or 0)})
+    return out

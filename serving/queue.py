@@ -26,7 +26,7 @@ from serving import tables as T
 from serving.ledger import Ledger, NotFoundError
 from serving.penalty import Account, Violation
 from serving.queue_policy import QueuePolicy, rank_cases
-from serving.store import append_audit, insert_if_absent, reading, to_json, writer, writing
+from serving.store import append_audit, insert_if_absent, next_seq, reading, to_json, writer, writing
 
 REPORT_COLUMNS = ("report_id", "created_at", "reporter_id", "reporter_type", "channel", "subject_id", "show_id",
                   "order_id", "category", "description")
@@ -93,7 +93,7 @@ class Queue:
             reporter_id=report["reporter_id"], reporter_type=report["reporter_type"], channel=report["channel"],
             subject_id=report["subject_id"], show_id=report["show_id"], order_id=report["order_id"],
             category=report["category"], family=family, description=report["description"],
-            evidence=to_json(evidence)))
+            evidence=to_json(evidence), seq=next_seq(conn, 1)))  # the features see it (serving/market.py)
         self._append_score(conn, report["report_id"], score, now)
         goal = self.qp.goals_hours[report["category"]]
         case_id = case_id_for(report["report_id"])
@@ -345,6 +345,11 @@ class Queue:
                 insert_if_absent(conn, T.review_outcomes, dict(
                     report_id=r["report_id"], case_id=case_id, valid=valid, severity=severity if valid else None,
                     fraud_confirmed=fraud_confirmed, resolved_at=now, resolved_by=actor, notes=notes))
+                # The contract's outcome, which the features read (review_outcomes keeps who and why).
+                insert_if_absent(conn, T.market_outcomes, dict(
+                    report_id=r["report_id"], valid=valid, severity=severity if valid else None,
+                    fraud_confirmed=fraud_confirmed, resolved_at=now, seq=next_seq(conn, 1), received_at=now,
+                    received_by=actor))
                 if r["reporter_id"]:
                     conn.execute(insert(T.notifications).values(
                         at=now, reporter_id=r["reporter_id"], report_id=r["report_id"], case_id=case_id,

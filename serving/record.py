@@ -181,7 +181,7 @@ def _load(conn: Connection, where: ColumnElement[bool]) -> list[StoredViolation]
     for row in conn.execute(select(e).where(e.c.violation_id.in_(ids)).order_by(e.c.at, e.c.id)):
         events[row.violation_id].append(StoredEvent(row.id, row.at, row.kind, row.value, row.actor, row.why))
     rows = conn.execute(select(v).where(where).order_by(v.c.occurred_at, v.c.recorded_at, v.c.violation_id))
-    return [StoredViolation(**{c: getattr(row, c) for c in v.c.keys()},
+    return [StoredViolation(**{c: getattr(row, c) for c in v.c.keys() if c != "seq"},
                             decisions=tuple(decisions[row.violation_id]), events=tuple(events[row.violation_id]))
             for row in rows]
 

@@ -69,7 +69,27 @@ def _check_value(table: Table, name: str, value: Any, field: str, errors: list[F
         if col.allowed is not None and value not in col.allowed:
             errors.append(FieldError(field, f"unknown value '{value}' (allowed: {', '.join(col.allowed)})"))
         return value
-    raise NotImplementedError(f"{table.name}.{name}: kind {col.kind} is not accepted over the API")
+    return _check_scalar(col.kind, value, field, errors)
+
+
+def _check_scalar(kind: str, value: Any, field: str, errors: list[FieldError]) -> Any:
+    """A JSON boolean, a finite number or an integer, exactly: true is not 1, "3" is not 3, 2.5 is not an int."""
+    if kind == "bool":
+        if not isinstance(value, bool):
+            errors.append(FieldError(field, f"expected true or false, got {type(value).__name__}"))
+            return None
+        return value
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            errors.append(FieldError(field, f"expected a finite number, got {value!r}"[:200]))
+            return None
+        return float(value)
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**53:
+            errors.append(FieldError(field, f"expected an integer, got {value!r}"[:200]))
+            return None
+        return value
+    raise NotImplementedError(f"kind {kind} is not accepted over the API")
 
 
 def check_records(payload: Any, table: Table, key: str, max_batch: int) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, text, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -155,3 +155,31 @@ def append_audit(conn: Connection, *, at: datetime, actor: str, action: str, ent
         before=to_json(before), after=to_json(after), why=why,
     ))
     return int(result.inserted_primary_key[0])
+
+
+def next_seq(conn: Connection, n: int) -> int:
+    """Take n numbers of the store's event sequence in this transaction; returns the first (n = 0: the next one,
+    taking none). The counter's row stays locked until the transaction ends, so writers take numbers in commit
+    order: a reader that has seen every row up to n misses none by asking for more than n next."""
+    c = T.event_counter.c
+    last = conn.execute(update(T.event_counter).where(c.id == 1).values(value=c.value + n).returning(c.value))
+    return int(last.scalar_one()) - n + 1
+
+
+COPY_MIN_ROWS = 1_000  # below this, one executemany INSERT is as quick as COPY
+
+
+def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT many rows of plain values in the caller's transaction; on PostgreSQL a large batch goes through
+    COPY (a bulk import of millions of rows would otherwise be bound by per-row statement round trips)."""
+    if not rows:
+        return
+    if conn.dialect.name != "postgresql" or len(rows) < COPY_MIN_ROWS:
+        conn.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    names = ", ".join(f'"{c}"' for c in columns)
+    with conn.connection.driver_connection.cursor() as cursor:
+        with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])

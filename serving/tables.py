@@ -71,6 +71,7 @@ violations = Table(
     Column("recorded_by", String(256), nullable=False),
     Column("source_report_id", String(128), nullable=True),
     Column("model_versions", NullableJSON, nullable=True),
+    Column("seq", BigInteger, nullable=True, unique=True),  # the store's event sequence (migration 0003)
 )
 
 decisions = Table(
@@ -140,6 +141,7 @@ intake_reports = Table(
     Column("family", String(32), nullable=False),
     Column("description", Text, nullable=False),
     Column("evidence", NullableJSON, nullable=True),
+    Column("seq", BigInteger, nullable=True, unique=True),  # the store's event sequence (migration 0003)
 )
 
 report_scores = Table(
@@ -220,4 +222,70 @@ api_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("created_by", String(256), nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+
+# ---------------------------------------------------------------------------
+# The marketplace's events (migration 0003): what the features read, as first sent, with later facts as
+# rows of their own. `seq` comes from event_counter in the writing transaction (see serving/market.py).
+
+event_counter = Table(
+    "event_counter", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+
+def _received() -> list[Column]:
+    return [Column("seq", BigInteger, nullable=False, unique=True),
+            Column("received_at", UTCDateTime, nullable=False),
+            Column("received_by", String(256), nullable=False)]
+
+
+market_accounts = Table(
+    "market_accounts", metadata,
+    Column("account_id", String(128), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("verified", Boolean, nullable=False),
+    *_received(),
+)
+
+market_account_updates = Table(
+    "market_account_updates", metadata,
+    Column("account_id", String(128), primary_key=True),
+    Column("field", String(16), primary_key=True),  # verified | role
+    Column("at", UTCDateTime, primary_key=True),
+    Column("value", String(16), nullable=False),
+    *_received(),
+)
+
+market_orders = Table(
+    "market_orders", metadata,
+    Column("order_id", String(128), primary_key=True),
+    Column("buyer_id", String(128), nullable=False),
+    Column("seller_id", String(128), nullable=False, index=True),
+    Column("show_id", String(128), nullable=True),
+    Column("amount", Float, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("ship_by", UTCDateTime, nullable=False),
+    *_received(),
+)
+
+market_order_updates = Table(
+    "market_order_updates", metadata,
+    Column("order_id", String(128), primary_key=True),
+    Column("fact", String(16), primary_key=True),  # shipped | delivered | cancelled | refunded | fraud
+    Column("at", UTCDateTime, nullable=False),
+    *_received(),
+)
+
+market_outcomes = Table(
+    "market_outcomes", metadata,
+    Column("report_id", String(128), primary_key=True),
+    Column("valid", Boolean, nullable=False),
+    Column("severity", String(16), nullable=True),
+    Column("fraud_confirmed", Boolean, nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=False),
+    *_received(),
 )
