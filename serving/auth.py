@@ -30,7 +30,7 @@ ROUTES: tuple[tuple[str, re.Pattern, frozenset[str]], ...] = tuple(
     (method, re.compile(f"^{pattern}$"), frozenset(roles) | {"admin"})
     for method, pattern, roles in (
         ("POST", "/score", ANY), ("POST", "/rank", ANY), ("POST", "/predict/fraud", ANY), ("POST", "/penalty", ANY),
-        ("POST", "/reports", {"intake"}),
+        ("POST", "/reports", {"intake"}), ("POST", "/events", {"intake"}),
         ("GET", "/queue", {"investigator"}), ("POST", "/queue/claim", {"investigator"}),
         ("GET", "/cases/[^/]+", {"investigator"}), ("POST", "/cases/[^/]+/resolve", {"investigator"}),
         ("GET", "/alerts", {"investigator"}),

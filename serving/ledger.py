@@ -157,8 +157,12 @@ class Ledger:
 
     def _view(self, conn: Connection, account_id: str, as_of: datetime) -> dict:
         found = load_account(conn, account_id)
-        if found is None:
-            raise NotFoundError(f"no account {account_id!r} in the ledger")
+        if found is None:  # a marketplace account with a clean record is healthy, not unknown
+            role = conn.execute(select(T.market_accounts.c.role)
+                                .where(T.market_accounts.c.account_id == account_id)).scalar()
+            if role is None:
+                raise NotFoundError(f"no account {account_id!r} in the ledger or the marketplace's accounts")
+            found = (role, [])
         role, violations = found
         return health_view(Account(account_id, role), violations, as_of, self.policy)
 

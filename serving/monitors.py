@@ -123,9 +123,10 @@ def _report(report_id: str, created_at: str, reporter_type: str, subject_id: str
 # Transaction monitoring
 
 
-def transaction_reports(orders: pd.DataFrame, history: History, fraud_model: BinaryModel, as_of: datetime,
+def transaction_reports(orders: pd.DataFrame, history: History, fraud_model: BinaryModel, as_of: datetime | None,
                         config: MonitorConfig) -> list[dict]:
-    """One payment_fraud report per order placed in [as_of - lookback, as_of) whose fraud risk exceeds the threshold.
+    """One payment_fraud report per order placed in [as_of - lookback, as_of) whose fraud risk exceeds the threshold
+    (as_of None: every order given, each report filed when its order was placed: monitoring as orders arrive).
 
     Args:
         orders: orders table (contract columns); rows outside the window are ignored.
@@ -143,10 +144,13 @@ def transaction_reports(orders: pd.DataFrame, history: History, fraud_model: Bin
         "tm-<order_id>". The description gives the risk and the three features that push
         it up most (largest LightGBM contributions, raw-score units).
     """
-    ts, end = _as_of_seconds(as_of)
-    start = end - config.lookback_days * DAY
-    created = seconds(orders["created_at"])
-    window = orders[(created >= start) & (created < end)].reset_index(drop=True)
+    if as_of is None:  # as the orders arrive: each one, filed at its own time
+        window = orders.reset_index(drop=True)
+    else:
+        ts, end = _as_of_seconds(as_of)
+        start = end - config.lookback_days * DAY
+        created = seconds(orders["created_at"])
+        window = orders[(created >= start) & (created < end)].reset_index(drop=True)
     if window.empty:
         return []
     X = order_features(window, history)
@@ -160,10 +164,10 @@ def transaction_reports(orders: pd.DataFrame, history: History, fraud_model: Bin
     names = list(fraud_model.features)
     values = Xf[names].to_numpy(np.float64)
     flagged = window.iloc[hit]
-    created_at = _iso(ts)
     out = []
     for i, (order_id, buyer, amount, placed) in enumerate(zip(
             flagged["order_id"], flagged["buyer_id"], flagged["amount"], flagged["created_at"])):
+        created_at = _iso(placed) if as_of is None else _iso(ts)
         reasons = ", ".join(f"{names[j]}={_fmt(values[i, j])} ({contrib[i, j]:+.2f})" for j in top[i])
         description = (
             f"Transaction monitoring: order {order_id} (USD {amount:.2f}, placed {_iso(placed)}) has payment "

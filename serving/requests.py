@@ -150,35 +150,45 @@ def parse_records(payload: Any, table: Table, key: str, max_batch: int) -> pd.Da
     return records_frame(check_records(payload, table, key, max_batch), table)
 
 
-def check_reports(payload: Any, history: History, max_batch: int) -> list[dict[str, Any]]:
-    """Reports from a request body, checked against the contract and the service's data source."""
+def check_reports(payload: Any, max_batch: int, history: History | None = None) -> list[dict[str, Any]]:
+    """Reports from a request body, checked against the contract (and, given a history, a named order known to
+    it must not be placed after the report). Accounts and orders not seen yet are allowed: a report about a
+    brand-new account is scored with what is known (cold start, see cold_start)."""
     rows = check_records(payload, REPORTS, "reports", max_batch)
-    errors: list[FieldError] = []
-    order_created = history.order_times["created"]
-    for i, row in enumerate(rows):
-        order = -1
-        for column, what, lookup in (("subject_id", "account", history.account_code),
-                                     ("reporter_id", "account", history.account_code),
-                                     ("order_id", "order", history.order_code)):
-            if row[column] is None:
-                continue
-            code = lookup(row[column])
-            if code < 0:
-                errors.append(FieldError(f"reports[{i}].{column}", f"unknown {what} '{row[column]}'"))
-            elif column == "order_id":
-                order = code
-        if order >= 0 and order_created[order] > int(row["created_at"].timestamp()):
-            errors.append(FieldError(f"reports[{i}].order_id", "the order was placed after the report"))
-        if row["reporter_id"] is not None and row["reporter_id"] == row["subject_id"]:
-            errors.append(FieldError(f"reports[{i}].reporter_id", "a report cannot be about its own reporter"))
+    errors = [FieldError(f"reports[{i}].reporter_id", "a report cannot be about its own reporter")
+              for i, row in enumerate(rows) if row["reporter_id"] is not None and row["reporter_id"] == row["subject_id"]]
+    if history is not None:
+        created = history.order_times["created"]
+        for i, row in enumerate(rows):
+            order = history.order_code(row["order_id"]) if row["order_id"] is not None else -1
+            if order >= 0 and int(created[order]) > int(row["created_at"].timestamp()):
+                errors.append(FieldError(f"reports[{i}].order_id", "the order was placed after the report"))
     if errors:
         raise RequestError(errors)
     return rows
 
 
-def parse_reports(payload: Any, history: History, max_batch: int) -> pd.DataFrame:
+def parse_reports(payload: Any, max_batch: int, history: History | None = None) -> pd.DataFrame:
     """check_reports as a frame."""
-    return records_frame(check_reports(payload, history, max_batch), REPORTS)
+    return records_frame(check_reports(payload, max_batch, history), REPORTS)
+
+
+# The columns of a report that name an account or an order, and which lookup finds it.
+REFERENCES = (("subject_id", "account"), ("reporter_id", "account"), ("order_id", "order"))
+
+
+def cold_start(reports: pd.DataFrame | dict, history: History) -> list[list[str]]:
+    """For each report, the fields naming an account or order this history does not know yet (scored with
+    cold-start features: what is unknown counts as no history)."""
+    columns = {c: list(reports[c]) for c, _ in REFERENCES}
+    n = len(columns["subject_id"])
+    out: list[list[str]] = [[] for _ in range(n)]
+    for column, what in REFERENCES:
+        lookup = history.account_code if what == "account" else history.order_code
+        for i, value in enumerate(columns[column]):
+            if isinstance(value, str) and lookup(value) < 0:
+                out[i].append(column)
+    return out
 
 
 def parse_feature_rows(payload: Any, needed: list[str], max_batch: int, key: str = "dataframe_split") -> pd.DataFrame:

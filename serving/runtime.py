@@ -1,12 +1,14 @@
-"""What the service scores with: the data source's history and the champion models.
+"""What the service scores with: the live history (serving.live_feed) and the champion models.
 
-A Runtime never changes once built. Picking up a new champion builds a new one
+A Runtime's models never change once built. Picking up a new champion builds a new one
 with both new models loaded and replaces the old in a single assignment
 (`reload`), so a request holds one Runtime from start to finish and never sees
-severity from one training and fraud from another.
+severity from one training and fraud from another. The history is the feed's current one,
+taken once per scoring pass: every event committed before the pass is in it.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 from features import settings as S
 from features.build import History
 from features.contract import REPORTS
-from serving.requests import check_reports, parse_feature_rows, records_columns
+from serving.requests import check_reports, cold_start, parse_feature_rows, records_columns
 from training import registry
 from training.scoring import Scorer
 
@@ -29,17 +31,29 @@ class AliasesUnsettled(RuntimeError):
 @dataclass(frozen=True)
 class Runtime:
     settings: S.Settings
-    history: History
+    histories: Callable[[], History]  # the current history (LiveFeed.current): reads the store's new events
     scorer: Scorer
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    latest: Callable[[], History] | None = None  # the history as last read, without asking the store (checks)
+
+    @property
+    def history(self) -> History:
+        return self.histories()
 
     def check(self, payload: Any) -> list[dict]:
-        """A request's reports, validated against the contract and this runtime's data source (RequestError)."""
-        return check_reports(payload, self.history, self.settings.max_batch)
+        """A request's reports, validated against the contract (RequestError); accounts and orders not seen yet
+        are allowed (cold start, flagged in the result)."""
+        return check_reports(payload, self.settings.max_batch, (self.latest or self.histories)())
 
     def score_checked(self, rows: list[dict]) -> list[dict]:
-        """Score checked reports, possibly of several requests: one result per report, in order."""
-        return self.scorer.score(records_columns(rows, REPORTS), self.history)
+        """Score checked reports, possibly of several requests, on the history as it is now: one result per
+        report, in order, each naming the fields that refer to what the history does not know yet."""
+        history = self.history
+        columns = records_columns(rows, REPORTS)
+        results = self.scorer.score(columns, history)
+        for result, unknown in zip(results, cold_start(columns, history)):
+            result["cold_start"] = unknown
+        return results
 
     def predict_fraud(self, rows: Any) -> dict:
         """The fraud model alone on feature rows (order features, or report features): what `mlflow models
@@ -103,16 +117,17 @@ def reload(current: Runtime) -> Reload:
     before = current.scorer.model_versions
     if champion_versions(current.settings) == before:
         return Reload(runtime=current, previous=before, changed=False)
-    fresh = Runtime(current.settings, current.history, load_scorer(current.settings))
+    fresh = Runtime(current.settings, current.histories, load_scorer(current.settings), latest=current.latest)
     if fresh.scorer.model_versions == before:  # moved and moved back while loading
         return Reload(runtime=current, previous=before, changed=False)
     return Reload(runtime=fresh, previous=before, changed=True)
 
 
 def load_runtime(settings: S.Settings | None = None) -> Runtime:
-    """Read the data source and load the champion models (raises if either is missing)."""
+    """A data folder's history (fixed: nothing flows in) and the champion models (raises if either is missing):
+    for scoring outside the service."""
     from features.io import load_tables
 
     settings = settings or S.Settings.from_env()
     history = History.from_tables(load_tables(settings.data_dir, require=["accounts"]))
-    return Runtime(settings=settings, history=history, scorer=load_scorer(settings))
+    return Runtime(settings=settings, histories=lambda: history, scorer=load_scorer(settings))

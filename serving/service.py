@@ -1,13 +1,15 @@
-"""Docket's BentoML service: a thin HTTP face over the scorer, the queue and the ledger.
+"""Docket's BentoML service: a thin HTTP face over the scorer, the queue, the ledger and the event store.
 
 Opening the store, the ledger and the queue is quick and happens in __init__.
-Reading the data source (account history) and loading the champion models run
-in a background thread: /livez answers at once, /readyz says 503 until models
-are loaded, intake already works once history is there (rules-only priority),
-and a sweep rescores rules-scored reports as soon as models arrive. If no
+Reading the history from the store (serving.live_feed; a store holding no marketplace
+data yet is first filled from DOCKET_DATA_DIR, as `docket import` would) and loading
+the champion models run in a background thread: /livez answers at once, /readyz says
+503 until models are loaded, intake already works once history is there (rules-only
+priority), and a sweep rescores rules-scored reports as soon as models arrive. If no
 champion exists yet, loading is retried, so a first training makes a waiting
 service ready without a restart. Every route but /livez, /readyz and /metrics
-needs an API key (serving/auth.py).
+needs an API key (serving/auth.py). The history then follows the store: every event
+committed by any worker is in the next scoring pass of every worker.
 
 The same thread then follows the champion aliases: every DOCKET_RELOAD_SECONDS
 (0: never) it reads which versions they point at, and when they moved it loads
@@ -34,17 +36,20 @@ with bentoml.importing():
     from features import settings as S
     from features.build import History
     from features.io import load_tables
-    from serving import penalty, queue_routes  # noqa: F401  (registers the queue routes)
+    from serving import event_routes, penalty, queue_routes  # noqa: F401  (register their routes)
     from serving.auth import AuthMiddleware, Keys
     from serving.batching import Coalescer
     from serving.ledger import Ledger
     from serving.ledger_routes import actor_of
     from serving.ledger_routes import app as http_app
-    from serving.monitors import MonitorConfig, run_monitors
+    from serving.live_feed import LiveFeed
+    from serving.market import Market
+    from serving.events import ORDERS_IN
+    from serving.monitors import MonitorConfig, run_monitors, transaction_reports
     from serving.penalty_request import parse_penalty_request
-    from serving.queue import Queue
+    from serving.queue import Queue, case_id_for
     from serving.queue_policy import load_queue_policy
-    from serving.requests import RequestError
+    from serving.requests import RequestError, records_frame
     from serving.score_routes import ScoreRoutes
     from serving.runtime import Reload, Runtime, load_scorer, reload
     from serving.store import append_audit, make_engine, migrate, writing
@@ -78,7 +83,8 @@ class Docket:
         self.ledger = Ledger(engine, penalty.load_policy())
         self.queue = Queue(engine, qp, self.ledger)
         self.triage = Triage(self.queue, qp, self.settings.max_batch)
-        self.history: History | None = None
+        self.market = Market(engine, self.ledger.policy)
+        self.feed: LiveFeed | None = None
         self.runtime: Runtime | None = None
         self.load_error: str | None = None
         self.reload_error: str | None = None
@@ -104,11 +110,17 @@ class Docket:
                 return
             self._stop.wait(RETRY_SECONDS if self.runtime is None else max(every, 0))
 
+    @property
+    def history(self) -> History | None:
+        """The history as it is now (None until it has been read from the store)."""
+        return self.feed.current() if self.feed is not None else None
+
     def _load(self) -> None:
         try:
-            if self.history is None:
-                self.history = History.from_tables(load_tables(self.settings.data_dir, require=["accounts"]))
-            self.runtime = Runtime(self.settings, self.history, load_scorer(self.settings))
+            if self.feed is None:
+                seed_store(self.market, self.triage, self.settings.data_dir)
+                self.feed = LiveFeed(self.market)
+            self.runtime = Runtime(self.settings, self.feed.current, load_scorer(self.settings), latest=self.feed.latest)
             self.load_error = None
             log.info("Docket ready: models %s", self.runtime.scorer.model_versions)
         except Exception as err:  # keep retrying; the reason is in the log and in 503 bodies
@@ -178,11 +190,26 @@ class Docket:
         qp = self.triage.qp
         config = MonitorConfig.from_dict(qp.monitors)
         now = datetime.now(UTC)
-        found = run_monitors(load_tables(self.settings.data_dir), runtime.history, runtime.scorer, now, config)
+        found = run_monitors(self.market.tables()[1], runtime.history, runtime.scorer, now, config)
         if not found:
             return
         result = self.triage.intake(found, runtime.history, runtime.scorer, actor="system:monitor", now=now)
         log.info("monitors: %d cases found, %d new", len(found), len(result["accepted"]))
+
+    def watch_orders(self, orders: list[dict], now: datetime) -> list[str]:
+        """Transaction monitoring as orders arrive: each new order scored by the order fraud model at its own
+        time; those above monitors.fraud_threshold open an automated_detection case. Returns the new cases."""
+        runtime = self.runtime
+        if not orders or runtime is None:
+            return []
+        config = MonitorConfig.from_dict(self.triage.qp.monitors)
+        history = runtime.history
+        found = transaction_reports(records_frame(orders, ORDERS_IN), history, runtime.scorer.fraud.bundle.order,
+                                    None, config)
+        if not found:
+            return []
+        result = self.triage.intake(found, history, runtime.scorer, actor="system:monitor", now=now)
+        return [case_id_for(report_id) for report_id in result["accepted"]]
 
     @staticmethod
     def _score_pass(group: int, items: list[tuple[Runtime, dict]]) -> list[dict]:
@@ -251,6 +278,25 @@ class Docket:
         except RequestError as err:
             return self._invalid(ctx, err)
         return penalty.decide(when, acc, vio, past, self.ledger.policy).to_dict()
+
+
+def seed_store(market: Market, triage: Triage, data_dir) -> None:
+    """A store holding no marketplace data yet is filled from the data folder, through `docket import`'s path;
+    one process at a time (the others wait, then find it filled)."""
+    from pathlib import Path
+
+    from features.io import table_files
+    from serving.store import exclusive
+
+    if not market.is_empty() or not Path(data_dir).is_dir() or not table_files(Path(data_dir)):
+        return
+    with exclusive(market.engine, "seed"):
+        if not market.is_empty():
+            return
+        tables = load_tables(data_dir, require=["accounts"])
+        counts = market.import_tables(tables, actor="system:seed", now=datetime.now(UTC), triage=triage,
+                                      history_factory=lambda: History.from_tables(market.tables()[1]))
+        log.info("store filled from %s: %s", data_dir, counts)
 
 
 def _not_loaded_body(svc: Docket) -> dict:

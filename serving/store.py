@@ -8,6 +8,7 @@ lock the row they serialise on). Nothing else in Docket opens a database.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -183,3 +184,31 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
             for row in rows:
                 copy.write_row([row[c] for c in columns])
+
+
+@contextmanager
+def exclusive(engine: Engine, name: str) -> Iterator[None]:
+    """Hold a lock named `name` across processes for the block (not a transaction): a PostgreSQL advisory
+    lock, or for SQLite a file lock beside the database file."""
+    if engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"docket:{name}".encode()).digest()[:7], "big")
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        return
+    import fcntl
+
+    database = engine.url.database or ""
+    path = Path(f"{database}.{name}.lock") if database and database != ":memory:" else None
+    if path is None:
+        yield
+        return
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -18,7 +18,7 @@ import pandas as pd
 from features.build import History, report_features
 from serving.queue import Queue, Score
 from serving.queue_policy import QueuePolicy, rules_priority
-from serving.requests import FieldError, RequestError, parse_reports
+from serving.requests import FieldError, RequestError, cold_start, parse_reports
 from serving.spikes import SpikeConfig, detect_spikes
 from training.scoring import Scorer
 
@@ -36,7 +36,7 @@ class Triage:
     def intake(self, payload: Any, history: History, scorer: Scorer | None, *, actor: str, now: datetime) -> dict:
         """Validate, score (models or rules), store, then look for spikes among the subjects just reported."""
         payload, evidence = _split_evidence(payload)
-        reports = parse_reports(payload, history, self.max_batch)
+        reports = parse_reports(payload, self.max_batch, history)
         future = (reports["created_at"] > pd.Timestamp(now + FUTURE_SLACK)).to_numpy().nonzero()[0]
         if len(future):
             raise RequestError([FieldError(f"reports[{i}].created_at", "is in the future") for i in future])
@@ -46,18 +46,22 @@ class Triage:
         return {**result, "scored_by": scores[0].scored_by if scores else None, "alerts": alerts}
 
     def score(self, reports: pd.DataFrame, history: History, scorer: Scorer | None) -> list[Score]:
+        """Model scores (or the rules-only priority), each naming the fields that refer to accounts or orders
+        the history does not know yet (cold start)."""
         X = report_features(reports, history)
+        unknown = cold_start(reports, history)
         if scorer is not None:
             try:
                 return [Score("model", r["priority"], r["p_valid"], r["severity"], r["fraud_risk"],
                               {"severity_probabilities": r["severity_probabilities"], "reasons": r["reasons"],
-                               "model_versions": r["model_versions"]})
-                        for r in scorer.score_features(reports, X)]
+                               "model_versions": r["model_versions"], "cold_start": u})
+                        for r, u in zip(scorer.score_features(reports, X), unknown)]
             except Exception:  # the queue never stops ordering: fall back and rescore later
                 log.exception("model scoring failed; using the rules-only priority")
         return [Score("rules", float(p), detail={"reasons": [{"rule": "rules_priority", "reporter_type": t,
-                                                                 "category": c}]})
-                for p, t, c in zip(rules_priority(reports, X, self.qp), reports["reporter_type"], reports["category"])]
+                                                                 "category": c}], "cold_start": u})
+                for p, t, c, u in zip(rules_priority(reports, X, self.qp), reports["reporter_type"],
+                                      reports["category"], unknown)]
 
     def rescore_pending(self, history: History, scorer: Scorer, now: datetime, limit: int = 1000) -> int:
         """Rescore reports that were scored by the rules while models were away; returns how many."""

@@ -86,7 +86,6 @@ def test_rank_breaks_equal_priorities_by_time_then_id(api, service, sample, post
         (lambda r: r.pop("subject_id"), "reports[0].subject_id", "missing field"),
         (lambda r: r.update(created_at="yesterday"), "reports[0].created_at", "not an ISO-8601"),
         (lambda r: r.update(reporter_type=3), "reports[0].reporter_type", "expected a string"),
-        (lambda r: r.update(subject_id="nobody"), "reports[0].subject_id", "unknown account 'nobody'"),
         (lambda r: r.update(colour="red"), "reports[0].colour", "unknown field"),
         (lambda r: r.update(channel=None), "reports[0].channel", "must not be null"),
     ],
@@ -185,5 +184,14 @@ def test_order_and_reporter_checks_name_the_field(api, service, tables, post):
     own = dict(report, report_id="own-1", reporter_id=report["subject_id"])
     res = post(service, "/score", {"reports": [report, own]})
     assert res.status_code == 422 and "reports[1].reporter_id" in res.text and "its own reporter" in res.text
-    res = post(service, "/score", {"reports": [dict(report, order_id="no-such-order")]})
-    assert res.status_code == 422 and "unknown order 'no-such-order'" in res.text
+
+
+
+def test_a_report_about_accounts_and_orders_not_seen_yet_is_scored_and_flagged(api, service, tables, post):
+    report = as_request(tables["reports"][tables["reports"]["reporter_id"].notna()].iloc[[0]])[0]
+    unseen = dict(report, subject_id="brand-new-seller-77", order_id="no-such-order")
+    res = post(service, "/score", {"reports": [report, unseen]})
+    assert res.status_code == 200, res.text
+    known, cold = res.json()
+    assert known["cold_start"] == [] and cold["cold_start"] == ["subject_id", "order_id"]
+    assert 0 <= cold["p_valid"] <= 1 and 0 <= cold["priority"] <= 100
