@@ -15,9 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import vocabulary as V
-from features.history import DAY, HOUR, NAT, ONE_BY_ONE_MAX_IDS, EventStream, Ids, Query, seconds, values_of
+from features.history import (DAY, HOUR, NAT, ONE_BY_ONE_MAX_IDS, EventStream, Ids, Query, as_list, column_values,
+                              seconds, values_of)
 from features.text import TEXT_FEATURES, text_features
 
 WINDOWS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
@@ -77,14 +80,17 @@ class History:
     buyer_fraud: EventStream
 
     @classmethod
-    def from_tables(cls, tables: dict[str, pd.DataFrame]) -> "History":
+    def from_tables(cls, tables: Mapping[str, pd.DataFrame]) -> "History":
         """Index validated raw tables (see features.contract); missing optional tables count as empty."""
         accounts = tables["accounts"]
-        ids = Ids.of(accounts["account_id"])
-        orders = tables.get("orders", _empty_orders())
-        order_ids = Ids.of(orders["order_id"])
+        ids = Ids.of(column_values(accounts, "account_id"))
+        return cls.from_coded(accounts, ids, Ids.of(_order_ids(tables)), code_tables(tables, ids))
+
+    @classmethod
+    def from_coded(cls, accounts: pd.DataFrame, ids: Ids, order_ids: Ids, coded: Mapping[str, "Coded"]) -> "History":
+        """The History of tables already coded with `ids` (code_tables): what from_tables does after coding."""
         return cls(accounts=ids, **account_state(accounts), orders=order_ids,
-                   order_times=order_state(orders, ids), **event_streams(tables, ids))
+                   order_times=order_state(coded["orders"], ids), **event_streams(coded, ids))
 
     def account_codes(self, ids: pd.Series) -> np.ndarray:
         return self.accounts.codes(ids)
@@ -102,81 +108,210 @@ class History:
 
 def account_state(accounts: pd.DataFrame) -> dict[str, np.ndarray]:
     """The accounts' static facts by account code (the accounts table's row order)."""
-    return {"created": seconds(accounts["created_at"]), "verified": accounts["verified"].to_numpy(bool),
-            "is_seller": (accounts["role"] == "seller").to_numpy(bool)}
+    return {"created": seconds(column_values(accounts, "created_at")),
+            "verified": _numpy(column_values(accounts, "verified"), bool),
+            "is_seller": _label_codes(column_values(accounts, "role"), ("seller",)) == 0}
 
 
-def order_state(orders: pd.DataFrame, accounts: Ids) -> dict[str, np.ndarray]:
+def order_state(orders: pd.DataFrame | "Coded", accounts: Ids) -> dict[str, np.ndarray]:
     """Each order's amount, buyer and fact times by order code: plain arrays, not a frame (a frame column
     lookup costs ~35 us, felt on one request)."""
-    return {
-        "amount": orders["amount"].to_numpy(np.float64),
-        "buyer": accounts.codes(orders["buyer_id"]),
-        "created": seconds(orders["created_at"]),
-        "ship_by": seconds(orders["ship_by"]),
-        "shipped": seconds(orders["shipped_at"]),
-        "delivered": seconds(orders["delivered_at"]),
-        "cancelled": seconds(orders["cancelled_at"]),
-        "refunded": seconds(orders["refunded_at"]),
-        "fraud_known": seconds(orders["fraud_known_at"]),
-    }
+    coded = orders if isinstance(orders, Coded) else code_table("orders", orders, accounts)
+    return {name: coded[name] for name in ORDER_STATE}
 
 
-def event_streams(tables: Mapping[str, pd.DataFrame], ids: Ids) -> dict[str, EventStream]:
+# The actions the enforcement record counts (History.actions).
+RECORD_ACTIONS: tuple[str, ...] = ("warning", "suspension", "ban")
+ORDER_STATE = ("amount", "buyer", "created", "ship_by", "shipped", "delivered", "cancelled", "refunded", "fraud_known")
+CODED_TABLES = ("orders", "reports", "enforcements", "outcomes")
+# Up to this many outcomes and reports together are joined through a dict; more through Arrow's hash join.
+SMALL_JOIN_ROWS = 4096
+
+
+class Coded(dict):
+    """One table's rows as `event_streams` reads them: one plain array per column, row-aligned.
+
+    Account ids are codes of the Ids the table was coded with (-1: unknown or missing), times int64 seconds
+    (NAT: missing), labels their position in a vocabulary (-1: any other value or missing); report ids, the
+    key outcomes join on, are kept as they are. Every column is a function of its own row alone, so the
+    coded rows of a concatenation are the concatenation of the coded rows: features.live keeps a
+    snapshot's tables coded and takes the rows a change touches with numpy instead of slicing frames.
+
+      orders        ORDER_STATE and seller
+      reports       report_id, subject, reporter, created, fraud_family (the category's family is fraud)
+      outcomes      report_id, resolved, valid, fraud (fraud_confirmed)
+      enforcements  account, decided, family (in V.FAMILIES), action (in RECORD_ACTIONS), action_days
+    """
+
+
+def code_tables(tables: Mapping[str, pd.DataFrame], ids: Ids) -> dict[str, Coded]:
+    """Every table `event_streams` reads, coded with `ids` (a missing table as empty)."""
+    return {name: code_table(name, tables.get(name), ids) for name in CODED_TABLES}
+
+
+def code_table(name: str, frame: pd.DataFrame | None, ids: Ids) -> Coded:
+    """One validated contract table's rows as `event_streams` reads them (see Coded); None or no rows: empty.
+
+    A frame's column costs ~20 us to fetch and a Series conversion as much again, so a refresh's few rows
+    are coded element by element where pandas would cost more than the work (one code path either way:
+    each column is the same function of its row)."""
+    if frame is None or not len(frame):
+        return Coded(_empty_coded(name))
+    column = lambda col: column_values(frame, col)  # noqa: E731
+    if name == "orders":
+        return Coded(
+            amount=_numpy(column("amount"), np.float64), buyer=ids.codes(column("buyer_id")),
+            created=seconds(column("created_at")), ship_by=seconds(column("ship_by")),
+            shipped=seconds(column("shipped_at")), delivered=seconds(column("delivered_at")),
+            cancelled=seconds(column("cancelled_at")), refunded=seconds(column("refunded_at")),
+            fraud_known=seconds(column("fraud_known_at")), seller=ids.codes(column("seller_id")))
+    if name == "reports":
+        return Coded(report_id=column("report_id"), subject=ids.codes(column("subject_id")),
+                     reporter=ids.codes(column("reporter_id")), created=seconds(column("created_at")),
+                     fraud_family=_is_fraud_category(column("category")))
+    if name == "outcomes":
+        return Coded(report_id=column("report_id"), resolved=seconds(column("resolved_at")),
+                     valid=_numpy(column("valid"), bool), fraud=_numpy(column("fraud_confirmed"), bool))
+    if name == "enforcements":
+        return Coded(account=ids.codes(column("account_id")), decided=seconds(column("decided_at")),
+                     family=_label_codes(column("family"), V.FAMILIES),
+                     action=_label_codes(column("action"), RECORD_ACTIONS),
+                     action_days=_numpy(column("action_days"), np.int64))
+    raise KeyError(f"event_streams reads no table {name!r}")
+
+
+_EMPTY_CODED: dict[str, dict[str, np.ndarray]] = {}
+
+
+def _empty_coded(name: str) -> dict[str, np.ndarray]:
+    """A table with no rows, coded: built once per table (read-only arrays, shared by every caller)."""
+    if name not in _EMPTY_CODED:
+        kinds = {
+            "orders": {**dict.fromkeys(ORDER_STATE, np.int64), "amount": np.float64, "seller": np.int64},
+            "reports": {"report_id": object, "subject": np.int64, "reporter": np.int64, "created": np.int64,
+                        "fraud_family": bool},
+            "outcomes": {"report_id": object, "resolved": np.int64, "valid": bool, "fraud": bool},
+            "enforcements": {"account": np.int64, "decided": np.int64, "family": np.int8, "action": np.int8,
+                             "action_days": np.int64},
+        }[name]
+        columns = {col: np.zeros(0, dtype=dtype) for col, dtype in kinds.items()}
+        for values in columns.values():
+            values.flags.writeable = False
+        _EMPTY_CODED[name] = columns
+    return _EMPTY_CODED[name]
+
+
+def _order_ids(tables: Mapping[str, pd.DataFrame]) -> Sequence:
+    orders = tables.get("orders")
+    return [] if orders is None else column_values(orders, "order_id")
+
+
+def _numpy(values, dtype) -> np.ndarray:
+    """A column's stored values (column_values) as a new numpy array of `dtype`, as Series.to_numpy(dtype)
+    gives them (a copy: the stored array is the frame's own memory)."""
+    return np.array(values, dtype=dtype) if isinstance(values, np.ndarray) else values.to_numpy(dtype=dtype, copy=True)
+
+
+def _is_fraud_category(categories: Sequence) -> np.ndarray:
+    """Whether each report's category belongs to the fraud family (unknown or missing: no)."""
+    return _lookup(categories, lambda c: V.CATEGORY_FAMILY.get(c) == "fraud", bool)
+
+
+def _label_codes(values: Sequence, labels: Sequence[str]) -> np.ndarray:
+    """Each value's position in `labels`, -1 for any other value or a missing one."""
+    where = {label: i for i, label in enumerate(labels)}
+    return _lookup(values, lambda v: where.get(v, -1), np.int8)
+
+
+def _lookup(values: Sequence, of, dtype) -> np.ndarray:
+    """of(value) for each value (missing values included), as an array of `dtype`: one by one for a few,
+    else once per distinct value (pandas' map or a comparison per label cost 0.4-3 ms at any size, and the
+    distinct values of a label column are few)."""
+    if len(values) <= ONE_BY_ONE_MAX_IDS:
+        return np.array([of(v) for v in as_list(values)], dtype=dtype)
+    codes, distinct = pd.factorize(values)  # missing values: code -1, the last entry below
+    return np.array([of(v) for v in as_list(distinct)] + [of(np.nan)], dtype=dtype)[codes]
+
+
+def event_streams(tables: Mapping[str, pd.DataFrame | Coded], ids: Ids) -> dict[str, EventStream]:
     """Every event stream of a History, keyed by the codes of `ids`.
 
-    Only rows of the same table are combined here, and only within a group: an order's new-pair flag within
-    its buyer and seller, a report's distinct-reporter flag within its subject and reporter, an outcome
-    through its report, an order's fulfilment events within the order. A live history (features.live)
-    relies on that to rebuild the streams of just the groups that changed.
+    `tables` holds validated contract tables or the same coded with `ids` (code_table); a missing one counts
+    as empty. Only rows of the same table are combined here, and only within a group: an order's new-pair
+    flag within its buyer and seller, a report's distinct-reporter flag within its subject and reporter, an
+    outcome through its report, an order's fulfilment events within the order. A live history
+    (features.live) relies on that to rebuild the streams of just the groups that changed.
     """
-    orders = tables.get("orders", _empty_orders())
-    reports = tables.get("reports", _empty_reports())
-    enforcements = tables.get("enforcements", _empty_enforcements())
-    outcomes = tables.get("outcomes", _empty_outcomes())
+    orders, reports, enforcements, outcomes = (
+        table if isinstance(table := tables.get(name), Coded) else code_table(name, table, ids)
+        for name in ("orders", "reports", "enforcements", "outcomes"))
 
-    seller = ids.codes(orders["seller_id"])
-    buyer = ids.codes(orders["buyer_id"])
-    created = seconds(orders["created_at"])
-    ship_by, shipped = seconds(orders["ship_by"]), seconds(orders["shipped_at"])
-    cancelled_at = seconds(orders["cancelled_at"])
+    seller, buyer, created = orders["seller"], orders["buyer"], orders["created"]
+    ship_by, shipped, cancelled_at = orders["ship_by"], orders["shipped"], orders["cancelled"]
     cancelled_before_due = (cancelled_at != NAT) & (cancelled_at <= ship_by)
     missed = ((shipped == NAT) | (shipped > ship_by)) & ~cancelled_before_due
     due_at = np.where(cancelled_before_due, NAT, ship_by)
-    fraud_known = seconds(orders["fraud_known_at"])
-    amount = orders["amount"].to_numpy(np.float64)
+    fraud_known = orders["fraud_known"]
+    amount = orders["amount"]
     new_pair = _first_of_pair(buyer, seller, created).astype(np.float64)
 
-    subject = ids.codes(reports["subject_id"])
-    reporter = ids.codes(reports["reporter_id"])
-    report_t = seconds(reports["created_at"])
-    fraud_family = (reports["category"].map(V.CATEGORY_FAMILY) == "fraud").to_numpy(bool)
+    subject, reporter, report_t = reports["subject"], reports["reporter"], reports["created"]
+    fraud_family = reports["fraud_family"]
 
-    joined = outcomes.merge(
-        reports[["report_id", "subject_id", "reporter_id"]], on="report_id", how="inner", validate="one_to_one"
-    )
-    resolved = seconds(joined["resolved_at"])
-    valid = joined["valid"].to_numpy(bool).astype(np.float64)
-    fraud = joined["fraud_confirmed"].to_numpy(bool).astype(np.float64)
+    # Outcomes joined with their reports, in outcome order (an inner one-to-one join).
+    report_of = _rows_by_key(outcomes["report_id"], reports["report_id"])
+    joined = np.flatnonzero(report_of >= 0)
+    report_of = report_of[joined]
+    resolved = outcomes["resolved"][joined]
+    valid = outcomes["valid"][joined].astype(np.float64)
+    fraud = outcomes["fraud"][joined].astype(np.float64)
     return {
         "reports_by_subject": EventStream(subject, report_t,
                                           flags={"pair_prev": _previous_same_pair(subject, reporter, report_t)}),
         "fraud_reports_by_subject": EventStream(subject[fraud_family], report_t[fraud_family]),
         "reports_by_reporter": EventStream(reporter, report_t),
-        "outcomes_by_reporter": EventStream(ids.codes(joined["reporter_id"]), resolved, {"valid": valid}),
-        "outcomes_by_subject": EventStream(ids.codes(joined["subject_id"]), resolved, {"valid": valid, "fraud": fraud}),
-        "violations": {fam: _stream_where(enforcements, ids, enforcements["family"] == fam) for fam in V.FAMILIES},
-        "actions": {act: _stream_where(enforcements, ids, enforcements["action"] == act)
-                    for act in ("warning", "suspension", "ban")},
-        **_penalty_streams(enforcements, ids),
+        "outcomes_by_reporter": EventStream(reporter[report_of], resolved, {"valid": valid}),
+        "outcomes_by_subject": EventStream(subject[report_of], resolved, {"valid": valid, "fraud": fraud}),
+        "violations": {fam: _stream_where(enforcements, enforcements["family"] == i)
+                       for i, fam in enumerate(V.FAMILIES)},
+        "actions": {act: _stream_where(enforcements, enforcements["action"] == i)
+                    for i, act in enumerate(RECORD_ACTIONS)},
+        **_penalty_streams(enforcements),
         "sold": EventStream(seller, created, {"amount": amount, "new_pair": new_pair}),
         "bought": EventStream(buyer, created, {"amount": amount, "new_pair": new_pair}),
         "due": EventStream(seller, due_at, {"missed": missed.astype(np.float64)}),
         "cancels": EventStream(seller, cancelled_at),
-        "refunds": EventStream(seller, seconds(orders["refunded_at"])),
+        "refunds": EventStream(seller, orders["refunded"]),
         "seller_fraud": EventStream(seller, fraud_known),
         "buyer_fraud": EventStream(buyer, fraud_known),
     }
+
+
+def _rows_by_key(keys: Sequence, among: Sequence) -> np.ndarray:
+    """The position in `among` of each of `keys`, -1 where none: outcomes joined with their reports, one to
+    one. Duplicate keys on either side raise MergeError, as the pandas merge this replaces (validate=
+    "one_to_one") did; missing keys match each other, as they did there. That merge cost ~3.5 ms even for
+    a refresh's few rows and 30 ms at 20,000 reports: a few rows go through a dict, more through Arrow's
+    hash lookup (5x faster than the merge), keys that are not strings through a pandas index."""
+    if len(keys) + len(among) <= SMALL_JOIN_ROWS:
+        keys, among = as_list(keys), as_list(among)
+        where = dict(zip(among, range(len(among))))
+        _one_to_one(len(where) == len(among) and len(set(keys)) == len(keys))
+        return np.array([where.get(k, -1) for k in keys], dtype=np.int64)
+    try:
+        keys, among = (pa.array(values_of(v), type=pa.large_string(), from_pandas=True) for v in (keys, among))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        keys, among = pd.Index(values_of(keys)), pd.Index(values_of(among))
+        _one_to_one(keys.is_unique and among.is_unique)
+        return among.get_indexer(keys).astype(np.int64)
+    _one_to_one(pc.count_distinct(among, mode="all").as_py() == len(among)
+                and pc.count_distinct(keys, mode="all").as_py() == len(keys))
+    return pc.index_in(keys, value_set=among).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _one_to_one(unique: bool) -> None:
+    if not unique:
+        raise pd.errors.MergeError("Merge keys are not unique in either left or right dataset; not a one-to-one merge")
 
 
 def _previous_same_pair(subject: np.ndarray, reporter: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -209,47 +344,18 @@ def _first_of_pair(buyer: np.ndarray, seller: np.ndarray, t: np.ndarray) -> np.n
     return first
 
 
-def _stream_where(enforcements: pd.DataFrame, ids: Ids, mask: pd.Series) -> EventStream:
-    rows = enforcements[mask.to_numpy(bool)]
-    return EventStream(ids.codes(rows["account_id"]), seconds(rows["decided_at"]))
+def _stream_where(enforcements: Coded, mask: np.ndarray) -> EventStream:
+    return EventStream(enforcements["account"][mask], enforcements["decided"][mask])
 
 
-def _penalty_streams(enforcements: pd.DataFrame, ids: Ids) -> dict[str, EventStream]:
+def _penalty_streams(enforcements: Coded) -> dict[str, EventStream]:
     """Starts and ends of time-limited actions: active at t = started before t minus ended by t."""
-    timed = enforcements[(enforcements["action_days"] > 0).to_numpy(bool)]
-    keys = ids.codes(timed["account_id"])
-    start = seconds(timed["decided_at"])
-    end = start + timed["action_days"].to_numpy(np.int64) * DAY
+    timed = enforcements["action_days"] > 0
+    keys = enforcements["account"][timed]
+    start = enforcements["decided"][timed]
+    end = start + enforcements["action_days"][timed] * DAY
     # An end exactly at t means the penalty is over at t, so ends count from t + 1.
     return {"penalty_starts": EventStream(keys, start), "penalty_ends": EventStream(keys, end - 1)}
-
-
-def _empty(columns: dict[str, str]) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series([], dtype=d) for c, d in columns.items()})
-
-
-def _empty_orders() -> pd.DataFrame:
-    ts = "datetime64[us, UTC]"
-    return _empty(
-        {"order_id": "str", "buyer_id": "str", "seller_id": "str", "amount": "float64", "created_at": ts,
-         "ship_by": ts, "shipped_at": ts, "delivered_at": ts, "cancelled_at": ts, "refunded_at": ts,
-         "fraud_known_at": ts}
-    )
-
-
-def _empty_reports() -> pd.DataFrame:
-    return _empty({"report_id": "str", "subject_id": "str", "reporter_id": "str", "category": "str",
-                   "created_at": "datetime64[us, UTC]"})
-
-
-def _empty_enforcements() -> pd.DataFrame:
-    return _empty(
-        {"account_id": "str", "decided_at": "datetime64[us, UTC]", "family": "str", "action": "str", "action_days": "int64"}
-    )
-
-
-def _empty_outcomes() -> pd.DataFrame:
-    return _empty({"report_id": "str", "valid": "bool", "fraud_confirmed": "bool", "resolved_at": "datetime64[us, UTC]"})
 
 
 # ---------------------------------------------------------------------------

@@ -35,15 +35,48 @@ DAY = 24 * HOUR
 def seconds(values: pd.Series | Sequence) -> np.ndarray:
     """UTC timestamps as int64 seconds since the epoch; missing values become NAT. A plain sequence (of
     tz-aware timestamps) goes through a DatetimeIndex: the same conversion, without a Series' cost."""
+    array = values.array if isinstance(values, pd.Series) else values
+    if isinstance(array, pd.arrays.DatetimeArray) and array.unit in _PER_SECOND:
+        # What .dt.as_unit("s") gives (it floors; NaT stays NaT) without the accessor's ~70 us: a refresh of
+        # the live history converts some twenty columns of a few rows.
+        ticks, per_second = array.asi8, _PER_SECOND[array.unit]
+        return np.array(ticks, dtype=np.int64) if per_second == 1 else np.where(ticks == NAT, NAT, ticks // per_second)
     if not isinstance(values, pd.Series):
         return np.asarray(pd.DatetimeIndex(values).as_unit("s").asi8, dtype=np.int64)
     return np.asarray(values.dt.as_unit("s").array.asi8, dtype=np.int64)
+
+
+_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+
+
+def column_values(frame: pd.DataFrame, name: str):
+    """frame[name]'s values as stored (a numpy array or a pandas ExtensionArray), to read only.
+
+    pandas 3 spends ~18 us building the Series frame[name] returns, and a refresh of the live history reads
+    some thirty columns of a few rows; this reads the stored array through pandas' own read-only accessor,
+    and falls back to the Series' array where that accessor is missing or `name` is not exactly one column.
+    The array is the frame's own memory, outside copy-on-write's tracking: derive new arrays from it, never
+    keep it (a later write to the frame would show through)."""
+    stored = getattr(frame, "_get_column_array", None)
+    if stored is not None:
+        at = frame.columns.get_loc(name)
+        if isinstance(at, int):
+            return stored(at)
+    return frame[name].array
 
 
 def values_of(column: pd.Series | Sequence) -> Sequence:
     """A Series' array, or a plain sequence as it is: the features take a frame's columns or, for a request's
     few reports, plain lists (building a frame and reading its columns back cost ~1 ms of a 6 ms pass)."""
     return column.array if isinstance(column, pd.Series) else column
+
+
+def as_list(values: Sequence) -> list:
+    """The values as a Python list: iterating an Arrow-backed pandas array costs ~1.5 us a value, its tolist
+    a tenth of that."""
+    if isinstance(values, (np.ndarray, pd.api.extensions.ExtensionArray, pd.Series)):
+        return values.tolist()
+    return list(values)
 
 
 def codes_for(ids: pd.Series | Sequence, index: pd.Index, index_arrow: pa.Array | None = None) -> np.ndarray:
@@ -54,7 +87,7 @@ def codes_for(ids: pd.Series | Sequence, index: pd.Index, index_arrow: pa.Array 
     Python string per id: 2M buyer ids 0.84 -> 0.15 s. Same codes (the ids are unique).
     """
     if len(ids) <= ONE_BY_ONE_MAX_IDS:
-        return np.array([code_of(index, v) for v in values_of(ids)], dtype=np.int64)
+        return np.array([code_of(index, v) for v in as_list(values_of(ids))], dtype=np.int64)
     if index_arrow is not None and len(ids) >= max(ARROW_LOOKUP_MIN_IDS, len(index) // 4):
         found = pc.index_in(pa.array(values_of(ids), type=index_arrow.type), value_set=index_arrow)
         return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -103,26 +136,40 @@ class Ids:
 
     def codes(self, ids: pd.Series | Sequence) -> np.ndarray:
         """Codes for many ids, -1 where unknown (see codes_for)."""
+        if len(ids) <= ONE_BY_ONE_MAX_IDS:  # each a hash lookup (indexing an Arrow array costs ~10 us a value)
+            return np.array([self.code(v) for v in as_list(values_of(ids))], dtype=np.int64)
         out = codes_for(ids, self.index, self.arrow)
         if self.added:
             missing = np.flatnonzero(out < 0)
             if len(missing):
-                values = values_of(ids)
                 out[missing] = [self.added.get(v, -1) if isinstance(v, str) else -1
-                                for v in (values[int(i)] for i in missing)]
+                                for v in as_list(_pick(values_of(ids), missing))]
         return out
 
     def extended(self, new_ids: Iterable[str]) -> "Ids":
         """These ids plus `new_ids` not already known, each given the next free code."""
         added = dict(self.added)
-        for key in new_ids:
-            if isinstance(key, str) and key not in added and code_of(self.index, key) < 0:
+        new_ids = as_list(values_of(new_ids))
+        # Many ids are looked up in the index at once (one at a time, an unknown id costs ~3 us).
+        in_index = self.index.get_indexer(pd.Index(new_ids, dtype=object)) if len(new_ids) > ONE_BY_ONE_MAX_IDS \
+            else None
+        for i, key in enumerate(new_ids):
+            if isinstance(key, str) and key not in added \
+                    and (code_of(self.index, key) if in_index is None else in_index[i]) < 0:
                 added[key] = len(self.index) + len(added)
         return self if len(added) == len(self.added) else Ids(self.index, self.arrow, added)
 
     def all_ids(self) -> np.ndarray:
         """Every id in code order."""
         return np.concatenate([self.index.to_numpy(object), np.array(list(self.added), dtype=object)])
+
+
+def _pick(values: Sequence, rows: np.ndarray) -> Sequence:
+    """values[rows]: a numpy or pandas array takes them at once (indexing an Arrow array one value at a time
+    costs ~5 us a value), anything else one by one."""
+    if isinstance(values, (np.ndarray, pd.api.extensions.ExtensionArray)):
+        return values[rows]
+    return [values[int(i)] for i in rows]
 
 
 def _composite(keys: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -203,6 +250,13 @@ class EventStream:
     def __post_init__(self) -> None:
         if len(self.keys) >= 2**31:
             raise ValueError("an event stream holds at most 2**31 - 1 events")
+        if not len(self.keys):  # the same empty arrays, without sorting nothing (a live refresh builds many)
+            none = np.zeros(0, dtype=np.intp)
+            self.keys, self.times = self.keys[none], self.times[none]
+            self.composite, self.order = _composite(self.keys, self.times), none
+            self._cums = {name: np.zeros(1) for name in self.values}
+            self.flags = {name: np.asarray(v)[none] for name, v in self.flags.items()}
+            return
         keep = (self.keys >= 0) & (self.times != NAT)
         keys, times = self.keys[keep], self.times[keep]
         composite = _composite(keys, times)

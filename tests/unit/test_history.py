@@ -5,7 +5,7 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.history import ARROW_LOOKUP_MIN_IDS, NAT, EventStream, Query, codes_for
+from features.history import ARROW_LOOKUP_MIN_IDS, NAT, EventStream, Ids, Query, codes_for, column_values, seconds
 
 events = st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 50), st.floats(0, 10)), max_size=60)
 queries = st.lists(st.tuples(st.integers(-1, 5), st.integers(0, 60), st.one_of(st.none(), st.integers(1, 30))),
@@ -78,3 +78,63 @@ def test_codes_for_gives_the_same_codes_through_arrow_for_a_large_batch():
     expected = codes_for(ids, index)
     assert (expected == -1).any() and (expected >= 0).any()
     assert np.array_equal(codes_for(ids, index, arrow), expected)
+
+
+def _timestamps(unit: str, tz: str | None) -> pd.Series:
+    """Times on both sides of 1970, with fractions of a second and a missing one."""
+    values = pd.to_datetime(["1969-12-31 23:59:59.5", "1969-12-31 23:59:58.000001", "1900-01-01 00:00:00.999",
+                             "2024-03-01 12:00:00.7", None, "2024-03-01"], format="ISO8601")
+    series = pd.Series(values).dt.as_unit(unit)
+    return series.dt.tz_localize(tz) if tz else series
+
+
+def test_seconds_floors_like_the_dt_accessor_for_every_unit_and_zone():
+    for unit in ("s", "ms", "us", "ns"):
+        for tz in (None, "UTC", "Europe/Paris"):
+            series = _timestamps(unit, tz)
+            expected = np.asarray(series.dt.as_unit("s").array.asi8, dtype=np.int64)
+            for values in (series, series.array):
+                got = seconds(values)
+                assert got.dtype == np.int64 and np.array_equal(got, expected), (unit, tz)
+            assert got[4] == NAT
+
+
+def test_seconds_does_not_share_the_frames_memory():
+    frame = pd.DataFrame({"t": _timestamps("s", "UTC")})
+    got = seconds(column_values(frame, "t"))
+    assert not np.shares_memory(got, frame["t"].array.asi8)
+
+
+def test_column_values_are_the_columns_values():
+    frame = pd.DataFrame({"s": pd.Series(["a", None, "c"], dtype="str"), "f": [1.5, np.nan, 2.0],
+                          "b": [True, False, True], "i": [1, 2, 3], "t": _timestamps("us", "UTC")[:3]})
+    for name in frame.columns:
+        got, expected = column_values(frame, name), frame[name].array
+        assert len(got) == len(expected)
+        assert pd.Series(got).equals(pd.Series(expected)), name
+
+
+def test_ids_code_many_ids_like_one_at_a_time():
+    ids = Ids.of(pd.Series([f"a{i}" for i in range(300)], dtype="str"))
+    new = pd.Series([f"n{i}" for i in range(100)] + ["a5", None, "n3"], dtype="str")
+    grown = ids.extended(new)  # more than ONE_BY_ONE_MAX_IDS at once: one index lookup
+    assert len(grown) == 400 and grown.added == {f"n{i}": 300 + i for i in range(100)}
+    assert grown.extended(new.iloc[:3]) is grown
+    for batch in (new, new.iloc[:10], pd.Series(["n7", "a1", "x", None] * 30, dtype="str")):
+        one_by_one = [grown.code(v) for v in batch.to_list()]
+        assert grown.codes(batch).tolist() == one_by_one
+        assert grown.codes(batch.to_numpy(object)).tolist() == one_by_one
+
+
+def test_an_empty_stream_is_built_like_one_whose_events_were_all_dropped():
+    flags = {"f": np.array([NAT])}
+    empty = EventStream(np.zeros(0, np.int64), np.zeros(0, np.int64), {"v": np.zeros(0)}, {"f": flags["f"][:0]})
+    dropped = EventStream(np.array([-1]), np.array([5]), {"v": np.ones(1)}, flags)
+    for name in ("keys", "times", "composite", "order"):
+        a, b = getattr(empty, name), getattr(dropped, name)
+        assert a.dtype == b.dtype and a.shape == b.shape == (0,), name
+    assert empty._cums["v"].tobytes() == dropped._cums["v"].tobytes()
+    assert empty.flags["f"].dtype == dropped.flags["f"].dtype
+    q = Query(np.array([0, -1]), np.array([10, 10]))
+    assert empty.count(q).tolist() == [0, 0] and empty.total("v", q).tolist() == [0, 0]
+    assert empty.last_time(q).tolist() == [NAT, NAT]

@@ -5,7 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import History, order_features, report_features
+from features.build import (CODED_TABLES, SMALL_JOIN_ROWS, History, _rows_by_key, code_table, order_features,
+                            report_features)
+from features.history import Ids
 from features.live import Snapshot, current_tables, live_history
 from features.simulate import simulate
 from features.validate import validate_tables
@@ -82,3 +84,65 @@ def test_changes_in_two_steps_equal_changes_at_once(world):
     half = {k: v.iloc[: len(v) // 2] for k, v in changes.items()}
     live_history(snapshot, half)  # an earlier refresh leaves nothing behind
     _assert_same_features(world, live_history(snapshot, changes))
+
+
+def test_coded_rows_of_a_table_are_the_coded_rows_of_its_pieces(world):
+    """A live refresh codes a few rows at a time (one by one), a History whole tables (pandas and Arrow at
+    once): both must give every row the same codes, or base + plus - minus would not cancel."""
+    ids = Ids.of(world["accounts"]["account_id"].iloc[:-50])  # some accounts unknown: orphans code -1
+    for name in CODED_TABLES:
+        frame = world[name]
+        whole = code_table(name, frame, ids)
+        pieces = [code_table(name, frame.iloc[i:i + 50], ids) for i in range(0, len(frame), 50)]
+        assert len(whole) and set(whole) == set(pieces[0])
+        for column, values in whole.items():
+            joined = np.concatenate([np.asarray(p[column]) for p in pieces])
+            if column == "report_id":
+                assert list(joined) == list(values)
+            else:
+                assert joined.dtype == values.dtype and np.array_equal(joined, values), (name, column)
+
+
+def test_outcomes_join_their_reports_one_to_one_by_any_path():
+    reports = np.array([f"r{i}" for i in range(5000)], dtype=object)
+    outcomes = np.array([f"r{i}" for i in range(4990, -1, -3)] + ["gone", None], dtype=object)
+    expected = [int(k[1:]) if isinstance(k, str) and k != "gone" else -1 for k in outcomes]
+    assert len(outcomes) + len(reports) > SMALL_JOIN_ROWS  # Arrow
+    assert _rows_by_key(outcomes, reports).tolist() == expected
+    assert _rows_by_key(pd.array(outcomes, dtype="str"), pd.array(reports, dtype="str")).tolist() == expected
+    assert _rows_by_key(np.array(["r7", None, "r1", "x"], dtype=object), reports[:10]).tolist() == [7, -1, 1, -1]
+    assert _rows_by_key(np.arange(5000), np.arange(4000)[::-1]).tolist()[:2] == [3999, 3998]  # not strings
+    for n in (10, 3000):  # a dict, Arrow
+        with pytest.raises(pd.errors.MergeError):
+            _rows_by_key(reports[:n], np.concatenate([reports[:n], reports[:1]]))
+        with pytest.raises(pd.errors.MergeError):
+            _rows_by_key(np.concatenate([reports[:n], reports[:1]]), reports[:n])
+
+
+def _last_rows(world: dict, k: int) -> tuple[dict, dict]:
+    """(snapshot, changes): the last k rows of each table (in time) arrive after the snapshot."""
+    time_col = {"accounts": "created_at", "orders": "created_at", "reports": "created_at",
+                "enforcements": "decided_at", "outcomes": "resolved_at"}
+    snap, changes = {}, {}
+    for name, frame in world.items():
+        later = frame.index.isin(frame[time_col[name]].sort_values(kind="stable").index[-k:])
+        snap[name], changes[name] = frame[~later], frame[later]
+    return snap, changes
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_refresh_with_a_row_or_a_few_per_table_equals_one_history_of_all_rows(world, k):
+    snap, changes = _last_rows(world, k)
+    snapshot = Snapshot.of(snap)
+    _assert_same_features(world, live_history(snapshot, changes))
+    one_table = {"reports": changes["reports"]}  # the others missing: no change
+    current = {**snap, "reports": pd.concat([snap["reports"], changes["reports"]], ignore_index=True)}
+    _assert_same_features(current, live_history(snapshot, one_table))
+
+
+def test_no_changes_answer_like_the_snapshot(world):
+    snap, _ = _last_rows(world, 5)
+    snapshot = Snapshot.of(snap)
+    empty = {name: frame.iloc[:0] for name, frame in snap.items()}
+    for changes in ({}, empty):
+        _assert_same_features(snap, live_history(snapshot, changes))
