@@ -23,7 +23,10 @@ data: install
 train: data
 	$(BIN)/docket train --data $(DATA) --unless-champion
 
+# The data set goes into the store before serving; `docket import` is idempotent and says "already imported"
+# after a quick look when the store holds all of it.
 serve: train
+	$(BIN)/docket import --data $(DATA)
 	@$(BIN)/docket keys bootstrap
 	DOCKET_DATA_DIR=$(DATA) $(BIN)/bentoml serve serving.service:Docket --host 127.0.0.1 --port $(PORT)
 

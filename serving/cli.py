@@ -212,6 +212,182 @@ def export_labels(out_dir: Path = typer.Option(..., "--out", help="Folder to wri
     _run(go)
 
 
+IMPORT_STEPS = ["load the data set", "accounts", "orders", "outcomes", "enforcements", "queue unresolved reports",
+                "resolved reports"]
+IMPORT_NAMES = {"order_updates": "order facts", "reports": "resolved reports"}
+KEY_COLUMNS = {"accounts": "account_id", "orders": "order_id", "reports": "report_id",
+               "enforcements": "violation_id", "outcomes": "report_id"}
+
+
+@app.command("import")
+def import_data(data: Path | None = typer.Option(None, "--data", help=DATA_HELP)) -> None:
+    """Load a data set into the store (DOCKET_DATABASE_URL), idempotently: what is already stored is skipped.
+
+    Reports with an outcome are stored as resolved; the others go through intake, scored by the rules-only
+    priority (the service rescores them with the models), each in an open case."""
+
+    start = time.perf_counter()
+    folder = _data_dir(data)
+    if _said_already_imported(folder, start):  # before _run, which imports the model registry (seconds)
+        return
+
+    def go() -> None:
+        from features.build import History
+        from features.io import load_tables
+        from serving.ledger import Ledger
+        from serving.market import Market
+        from serving.penalty import load_policy
+        from serving.queue import Queue
+        from serving.queue_policy import load_queue_policy
+        from serving.requests import RequestError
+        from serving.triage import Triage
+
+        settings = S.Settings.from_env()
+        if not folder.is_dir():  # before the store is created or migrated
+            raise FileNotFoundError(f"data folder {folder} does not exist")
+        engine = _store_or_error()
+        policy = load_policy()
+        market = Market(engine, policy)
+        qp = load_queue_policy()
+        triage = Triage(Queue(engine, qp, Ledger(engine, policy)), qp, settings.max_batch)
+        with steps("import", IMPORT_STEPS) as advance:
+            tables = load_tables(folder, require=["accounts"])
+            advance("load")
+            try:
+                counts = market.import_tables(tables, actor="cli:import", now=_now(), triage=triage,
+                                              history_factory=lambda: History.from_tables(market.tables()[1]),
+                                              on_step=advance)
+            except RequestError as e:
+                raise CliError(_first_errors(e)) from e
+        stored = ", ".join(f"{c['stored']:,} {IMPORT_NAMES.get(name, name)}" for name, c in counts.items())
+        there = sum(c["already_there"] for c in counts.values())
+        err.print(f"imported {folder} into {_where(engine)}: stored {stored}; {counts['reports']['queued']:,} "
+                  f"unresolved reports queued (rules-only priority); {there:,} rows already there; "
+                  f"{time.perf_counter() - start:.1f}s", highlight=False, soft_wrap=True)
+
+    _run(go)
+
+
+@app.command("export")
+def export_data(out_dir: Path = typer.Option(..., "--out", help="Folder to write the contract's tables to.")) -> None:
+    """Write what the store holds as the data contract's tables, for `docket train --data` and `docket evaluate
+    --data`: the models learn from exactly what the service saw. Rows whose references do not resolve are left
+    out (each table's count and why are printed), so the folder passes `docket validate`."""
+
+    def go() -> None:
+        from features.io import table_files, write_tables
+        from features.validate import validate_tables
+        from serving.market import Market, resolvable
+        from serving.penalty import load_policy
+
+        start = time.perf_counter()
+        engine = _store_or_error()
+        seq, tables = Market(engine, load_policy()).tables()
+        tables, dropped = resolvable(tables)
+        for table, rows, why in dropped:
+            err.print(f"left out {rows:,} {table}: {why}", highlight=False, soft_wrap=True)
+        validate_tables(tables, require=["accounts"])  # what train and evaluate will load must load
+        written = write_tables(tables, out_dir)
+        others = sorted(p.name for paths in table_files(out_dir).values() for p in paths if p not in written.values())
+        if others:
+            err.print(f"note: {out_dir} also holds {', '.join(others)} from before (not written by export)",
+                      highlight=False, soft_wrap=True)
+        summary = ", ".join(f"{len(frame):,} {name}" for name, frame in tables.items())
+        err.print(f"wrote {summary} (the store up to seq {seq:,}) to {out_dir} in "
+                  f"{time.perf_counter() - start:.1f}s", highlight=False, soft_wrap=True)
+
+    _run(go)
+
+
+def _store_or_error():
+    """The migrated store, or a CliError naming what is wrong with its URL or server."""
+    from serving.store import StoreError
+
+    try:
+        return _store()
+    except StoreError as e:
+        raise CliError(str(e)) from e
+
+
+def _where(engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _first_errors(error, shown: int = 5) -> str:
+    parts = [f"{e.field}: {e.message}" for e in error.errors[:shown]]
+    more = len(error.errors) - shown
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _said_already_imported(folder: Path, start: float) -> bool:
+    """If the store holds all of the data set in `folder`, say so and return True; False otherwise, and also
+    when anything goes wrong on the way (the full import then runs, and reports it properly)."""
+    try:
+        if not folder.is_dir():
+            return False
+        from serving.market import Market
+        from serving.penalty import load_policy
+
+        engine = _store()
+        known = _already_imported(Market(engine, load_policy()), folder)
+    except Exception:  # noqa: BLE001 - a quick look only
+        return False
+    if known is None:
+        return False
+    err.print(f"already imported: {_where(engine)} holds every one of the data set's {known} "
+              f"({time.perf_counter() - start:.1f}s)", highlight=False, soft_wrap=True)
+    return True
+
+
+def _already_imported(market, folder: Path) -> str | None:
+    """A quick look before the full import: if the store holds every key of every table file in `folder`,
+    what it holds ("7,672 accounts, ..."); None when anything is missing or a file cannot be read that
+    simply (the full import then loads and validates the data set, and says what is wrong)."""
+    import pandas as pd
+
+    from features.io import table_files
+
+    if not folder.is_dir():
+        return None
+    files = table_files(folder)
+    if "accounts" not in files:
+        return None
+    keys = {}
+    for name, column in KEY_COLUMNS.items():
+        paths = files.get(name, [])
+        if len(paths) > 1:
+            return None
+        if not paths:
+            continue
+        try:
+            frame = pd.read_csv(paths[0], usecols=[column], dtype=str, keep_default_na=False) \
+                if paths[0].suffix == ".csv" else pd.read_parquet(paths[0], columns=[column])
+        except Exception:  # noqa: BLE001 - the full import reports it properly
+            return None
+        keys[name] = frame
+    if "orders" in files:  # an order's facts too (one sent earlier through the API may lack some)
+        try:
+            keys["order_updates"] = _fact_keys(files["orders"][0])
+        except Exception:  # noqa: BLE001
+            return None
+    if any(market.missing_keys(keys).values()):
+        return None
+    return ", ".join(f"{len(v):,} {'order facts' if k == 'order_updates' else k}" for k, v in keys.items())
+
+
+def _fact_keys(path: Path):
+    """(order_id, fact) for every fact time an orders file sets."""
+    import pandas as pd
+
+    from serving.events import ORDER_FACTS
+
+    columns = ["order_id", *ORDER_FACTS.values()]
+    frame = pd.read_csv(path, usecols=columns, dtype=str, keep_default_na=False).replace("", None) \
+        if path.suffix == ".csv" else pd.read_parquet(path, columns=columns)
+    return pd.concat([pd.DataFrame({"order_id": frame.loc[frame[column].notna(), "order_id"], "fact": fact})
+                      for fact, column in ORDER_FACTS.items()], ignore_index=True)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
