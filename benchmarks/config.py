@@ -12,7 +12,7 @@ TINY_SIZES: tuple[int, ...] = (2_000, 4_000)
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """Settings shared by the offline, online and queue suites.
+    """Settings shared by the offline, online, queue and live suites.
 
     sizes: report counts for the offline suite (smallest first; growth is measured from the first to the last).
     tiny: a seconds-long run that only proves the benchmark code works (the test suite uses it); no targets apply.
@@ -21,6 +21,7 @@ class BenchConfig:
     postgres_url: a Postgres to benchmark the store against (DOCKET_TEST_POSTGRES_URL), or None for SQLite only.
     requests, duration_s: bounds for the online suite (stop at whichever comes first per case).
     concurrency: client concurrency levels for the online suite.
+    scale_reports: reports in the store the live suite starts a worker on (full 1M; tiny 20,000).
     """
 
     sizes: tuple[int, ...] = FULL_SIZES
@@ -31,11 +32,13 @@ class BenchConfig:
     requests: int = 2_000
     duration_s: float = 30.0
     concurrency: tuple[int, ...] = (1, 8, 32)
+    scale_reports: int = 1_000_000
 
     @classmethod
     def make(cls, tiny: bool = False, **overrides) -> BenchConfig:
         """The full-size config, or the tiny one (small sizes, few requests, low concurrency)."""
         if tiny:
-            base = dict(sizes=TINY_SIZES, tiny=True, requests=50, duration_s=5.0, concurrency=(1, 4))
+            base = dict(sizes=TINY_SIZES, tiny=True, requests=50, duration_s=5.0, concurrency=(1, 4),
+                        scale_reports=20_000)
             return cls(**{**base, **overrides})
         return cls(**overrides)
