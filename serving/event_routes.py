@@ -3,7 +3,8 @@
 A batch is checked (422 naming every offending field), stored in one transaction (409 if a known id comes
 with other content; nothing of the batch is stored then), and only then answered: what is acknowledged is
 durable. New orders are then scored by the order fraud model at once, and one above
-`monitors.fraud_threshold` opens an automated_detection case (transaction monitoring as orders arrive).
+`monitors.fraud_threshold` opens an automated_detection case (transaction monitoring as orders arrive); the
+fulfilment rules judge the sellers whose orders or shipping facts arrived (a rules_engine case when one fires).
 """
 from __future__ import annotations
 
@@ -34,5 +35,6 @@ def ingest(request: Request, body: Any = Body(None), svc=Depends(service)):
     now = _now()
     result = svc.market.ingest(batch, actor=actor_of(request), now=now)
     known = set(result["already_known"].get("orders", []))
-    result["cases"] = svc.watch_orders([r for r in batch.rows.get("orders", []) if r["order_id"] not in known], now)
+    result["cases"] = svc.watch_orders([r for r in batch.rows.get("orders", []) if r["order_id"] not in known], now) \
+        + svc.watch_fulfilment(batch.rows, now)
     return result

@@ -6,7 +6,9 @@ it last looked, the rows added or changed after that number, and lays them over 
 (features.live.live_history). Since numbers are taken in commit order, every event acknowledged by any worker
 before a scoring pass starts is in that pass's history: read-your-writes across workers and processes, with no
 message bus. When the changes since the snapshot grow past `compact_rows`, the current tables become the next
-snapshot, so a refresh stays proportional to what changed recently, not to the whole history.
+snapshot, so a refresh stays proportional to what changed recently, not to the whole history. That snapshot is
+built on a background thread (seconds at a million reports) while passes go on over the old one; once it is
+ready, the rows changed since the moment it was taken are read again from the store and laid over it.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 
@@ -31,6 +34,8 @@ class LiveFeed:
     def __init__(self, market: Market, compact_rows: int | None = None):
         self.market, self._fixed_compact = market, compact_rows
         self._lock = threading.Lock()
+        self._compactor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="docket-compact")
+        self._next: Future | None = None  # a snapshot being built: (snapshot, seq it includes)
         started = time.perf_counter()
         self._seq, tables = market.tables()
         self._use(Snapshot.of(tables))
@@ -49,17 +54,32 @@ class LiveFeed:
     def current(self) -> History:
         """The history with every event committed before this call."""
         with self._lock:
-            if self.market.last_seq() > self._seq:
+            if self._next is not None and self._next.done():
+                self._swap(self._next)
+            elif self.market.last_seq() > self._seq:
                 self._catch_up()
             return self._history
 
     def _catch_up(self) -> None:
         self._seq, new = self.market.tables(since=self._seq)
         self._changes = merge_changes(self._changes, new)
-        if sum(len(v) for v in self._changes.values()) > self.compact_rows:
-            self._use(Snapshot.of(current_tables(self._snapshot, self._changes)))
-        else:
-            self._history = live_history(self._snapshot, self._changes)
+        if self._next is None and sum(len(v) for v in self._changes.values()) > self.compact_rows:
+            base, changes, seq = self._snapshot, self._changes, self._seq
+            self._next = self._compactor.submit(lambda: (Snapshot.of(current_tables(base, changes)), seq))
+        self._history = live_history(self._snapshot, self._changes)
+
+    def _swap(self, ready: Future) -> None:
+        """Serve from the snapshot built in the background, with what changed after it was taken laid over it."""
+        self._next = None
+        try:
+            snapshot, taken = ready.result()
+        except Exception:  # keep serving over the old snapshot; the next refresh tries again
+            log.exception("building the next snapshot failed")
+            return
+        self._seq, since = self.market.tables(since=taken)
+        self._use(snapshot)
+        self._changes = merge_changes({}, since)
+        self._history = live_history(snapshot, self._changes)
 
     def _use(self, snapshot: Snapshot) -> None:
         self._snapshot, self._changes, self._history = snapshot, {}, snapshot.history

@@ -403,6 +403,16 @@ class Market:
 
     # -- reading ------------------------------------------------------------------------------
 
+    def seller_orders(self, sellers: list[str]) -> pd.DataFrame:
+        """Every order of these sellers with its facts, as the contract's orders (for the fulfilment rules)."""
+        with reading(self.engine) as conn:
+            return _orders(conn, None, sellers)
+
+    def sellers_of(self, order_ids: list[str]) -> set[str]:
+        o = T.market_orders.c
+        with reading(self.engine) as conn:
+            return {r[0] for r in conn.execute(select(o.seller_id).where(o.order_id.in_(order_ids)))}
+
     def last_seq(self) -> int:
         with reading(self.engine) as conn:
             return int(conn.execute(select(T.event_counter.c.value)).scalar_one())
@@ -710,15 +720,17 @@ def _accounts(conn: Connection, since: int | None) -> pd.DataFrame:
     return _validated("accounts", frame)
 
 
-def _orders(conn: Connection, since: int | None) -> pd.DataFrame:
+def _orders(conn: Connection, since: int | None, sellers: list[str] | None = None) -> pd.DataFrame:
     o, u = T.market_orders.c, T.market_order_updates.c
     cols = ["order_id", "buyer_id", "seller_id", "show_id", "amount", "created_at", "ship_by"]
     query = select(*[o[c] for c in cols])
     if since is not None:
         query = query.where((o.seq > since) | o.order_id.in_(select(u.order_id).where(u.seq > since)))
+    if sellers is not None:
+        query = query.where(o.seller_id.in_(sellers))
     frame = _frame(conn, query.order_by(o.seq), cols)
     facts = select(u.order_id, u.fact, u.at)
-    if since is not None:  # the same orders, as a subquery (a list of ids could pass the driver's bind limit)
+    if since is not None or sellers is not None:  # the same orders, as a subquery (a list of ids could pass the driver's bind limit)
         facts = facts.where(u.order_id.in_(query.with_only_columns(o.order_id)))
     facts = _frame(conn, facts, ["order_id", "fact", "at"])
     for fact, column in ORDER_FACTS.items():

@@ -110,7 +110,7 @@ class Queue:
         conn.execute(insert(T.report_scores).values(
             report_id=report_id, scored_at=now, scored_by=score.scored_by, p_valid=score.p_valid,
             severity=score.severity, fraud_risk=score.fraud_risk, priority=score.priority,
-            detail=to_json(score.detail or {})))
+            detail=to_json(score.detail or {}), cold_start=bool((score.detail or {}).get("cold_start"))))
 
     # -- rescoring ----------------------------------------------------------------------------
 
@@ -141,6 +141,21 @@ class Queue:
         frame = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).dt.as_unit("us")
         return frame
+
+    def cold_start_reports(self, limit: int = 1000) -> tuple[pd.DataFrame, list[list[str]]]:
+        """Reports whose current score was given while they named accounts or orders not seen yet, with the
+        fields that were unknown then: to rescore once those arrive."""
+        with reading(self.engine) as conn:
+            q = (self._latest_scores_query().where(T.report_scores.c.cold_start.is_(True))
+                 .order_by(T.report_scores.c.id).limit(limit))
+            unknown = {r["report_id"]: list((r["detail"] or {}).get("cold_start") or []) for r in conn.execute(q).mappings()}
+            if not unknown:
+                return pd.DataFrame(columns=list(REPORT_COLUMNS)), []
+            rows = conn.execute(select(*[T.intake_reports.c[c] for c in REPORT_COLUMNS])
+                                .where(T.intake_reports.c.report_id.in_(list(unknown)))).mappings().all()
+        frame = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).dt.as_unit("us")
+        return frame, [unknown[r] for r in frame["report_id"]]
 
     def rescore(self, report_ids: list[str], scores: list[Score], now: datetime) -> None:
         """Append new scores and lift each affected case's base priority to its best report."""
@@ -429,8 +444,10 @@ class Queue:
         """Stored reports about these subjects filed since `since`: the spike detector's input."""
         cols = list(REPORT_COLUMNS)
         with reading(self.engine) as conn:
+            # Reports of the queue only: imported ones resolved long ago have no case and no score to group.
             rows = conn.execute(select(*[T.intake_reports.c[c] for c in cols]).where(
-                T.intake_reports.c.subject_id.in_(subject_ids), T.intake_reports.c.created_at >= since)).mappings().all()
+                T.intake_reports.c.subject_id.in_(subject_ids), T.intake_reports.c.created_at >= since,
+                T.intake_reports.c.report_id.in_(select(T.case_reports.c.report_id)))).mappings().all()
         frame = pd.DataFrame(rows, columns=cols)
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).dt.as_unit("us")
         return frame

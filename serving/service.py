@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import bentoml
@@ -45,7 +45,7 @@ with bentoml.importing():
     from serving.live_feed import LiveFeed
     from serving.market import Market
     from serving.events import ORDERS_IN
-    from serving.monitors import MonitorConfig, run_monitors, transaction_reports
+    from serving.monitors import MonitorConfig, fulfillment_reports, run_monitors, transaction_reports
     from serving.penalty_request import parse_penalty_request
     from serving.queue import Queue, case_id_for
     from serving.queue_policy import load_queue_policy
@@ -179,6 +179,9 @@ class Docket:
                 n = self.triage.rescore_pending(runtime.history, runtime.scorer, datetime.now(UTC))
                 if n:
                     log.info("rescored %d reports with the models", n)
+                n = self.triage.rescore_arrived(runtime.history, runtime.scorer, datetime.now(UTC))
+                if n:
+                    log.info("rescored %d reports whose accounts or orders arrived", n)
                 if every and time.monotonic() - last_monitor >= every:
                     last_monitor = time.monotonic()
                     self._monitor(runtime)
@@ -209,6 +212,24 @@ class Docket:
         if not found:
             return []
         result = self.triage.intake(found, history, runtime.scorer, actor="system:monitor", now=now)
+        return [case_id_for(report_id) for report_id in result["accepted"]]
+
+    def watch_fulfilment(self, rows: dict[str, list[dict]], now: datetime) -> list[str]:
+        """The fulfilment rules as a seller's shipping facts arrive: the sellers of the batch's orders and order
+        updates judged over their orders up to the batch's latest event. Returns the cases opened."""
+        runtime = self.runtime
+        named = [r["order_id"] for r in rows.get("order_updates", [])]
+        sellers = {r["seller_id"] for r in rows.get("orders", [])} | (self.market.sellers_of(named) if named else set())
+        if runtime is None or not sellers:
+            return []
+        times = [r["at"] for r in rows.get("order_updates", [])] + [r["created_at"] for r in rows.get("orders", [])]
+        as_of = min(max(times).to_pydatetime() + timedelta(seconds=1), now)
+        config = MonitorConfig.from_dict(self.triage.qp.monitors)
+        history = runtime.history
+        found = fulfillment_reports(self.market.seller_orders(sorted(sellers)), history, as_of, config)
+        if not found:
+            return []
+        result = self.triage.intake(found, history, runtime.scorer, actor="system:fulfilment", now=now)
         return [case_id_for(report_id) for report_id in result["accepted"]]
 
     @staticmethod

@@ -9,6 +9,7 @@ lock the row they serialise on). Nothing else in Docket opens a database.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -182,8 +183,9 @@ def insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     names = ", ".join(f'"{c}"' for c in columns)
     with conn.connection.driver_connection.cursor() as cursor:
         with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in columns])
+            for row in rows:  # JSON columns go as their text: COPY has no adapter for dicts and lists
+                copy.write_row([json.dumps(to_json(v)) if isinstance(v, (dict, list)) else v
+                                for v in (row[c] for c in columns)])
 
 
 @contextmanager

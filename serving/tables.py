@@ -154,7 +154,8 @@ report_scores = Table(
     Column("severity", String(16), nullable=True),
     Column("fraud_risk", Float, nullable=True),
     Column("priority", Float, nullable=False),
-    Column("detail", JSON, nullable=False),  # severity_probabilities, reasons, model_versions
+    Column("detail", JSON, nullable=False),  # severity_probabilities, reasons, model_versions, cold_start
+    Column("cold_start", Boolean, nullable=True),  # named an account or order not seen yet (migration 0003)
 )
 
 cases = Table(

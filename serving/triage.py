@@ -74,6 +74,20 @@ class Triage:
             return len(scores)
         return 0
 
+    def rescore_arrived(self, history: History, scorer: Scorer | None, now: datetime) -> int:
+        """Rescore reports scored while they named accounts or orders not seen yet, once some of those have
+        arrived; returns how many."""
+        pending, unknown_then = self.queue.cold_start_reports()
+        if pending.empty:
+            return 0
+        unknown_now = cold_start(pending, history)
+        arrived = [i for i, (then, now_) in enumerate(zip(unknown_then, unknown_now)) if len(now_) < len(then)]
+        if not arrived:
+            return 0
+        reports = pending.iloc[arrived].reset_index(drop=True)
+        self.queue.rescore(reports["report_id"].tolist(), self.score(reports, history, scorer), now)
+        return len(arrived)
+
     def detect_spikes(self, subjects: list[str], since: pd.Timestamp, history: History, now: datetime) -> list[str]:
         """Open (or grow) alert cases for spikes among stored reports about these subjects."""
         config = SpikeConfig.from_dict(self.qp.spikes)

@@ -372,6 +372,6 @@ def test_monitor_reports_are_accepted_by_the_intake_parser(sim, order_model):
     records = transaction_reports(tables["orders"], h, order_model, as_of, MonitorConfig()) + \
         fulfillment_reports(tables["orders"], h, as_of, MonitorConfig())
     plain = [{k: v for k, v in r.items() if k != EVIDENCE_KEY} for r in records]
-    frame = parse_reports(plain, h, max_batch=len(plain))
+    frame = parse_reports(plain, max_batch=len(plain), history=h)
     assert len(frame) == len(records)
     assert frame["report_id"].is_unique

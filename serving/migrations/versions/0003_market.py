@@ -96,6 +96,8 @@ def upgrade() -> None:
     for table in ("intake_reports", "violations"):
         op.add_column(table, sa.Column("seq", SEQ, nullable=True))
         op.create_index(f"ix_{table}_seq", table, ["seq"], unique=True)
+    # A score given while the report named an account or order not seen yet: rescored when they arrive.
+    op.add_column("report_scores", sa.Column("cold_start", sa.Boolean, nullable=True))
     _refuse_changes()
 
 
@@ -116,6 +118,8 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for table in APPEND_ONLY:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table}")
+    with op.batch_alter_table("report_scores") as batch:
+        batch.drop_column("cold_start")
     for table in ("intake_reports", "violations"):
         op.drop_index(f"ix_{table}_seq", table)
         with op.batch_alter_table(table) as batch:
