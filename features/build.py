@@ -365,12 +365,17 @@ def account_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
     """Static account facts as of t: age, verification, role."""
     known = q.keys >= 0
     safe = np.where(known, q.keys, 0)
-    age = np.where(known, (q.t - h.created[safe]) / DAY, np.nan)
+    age = np.where(known, (q.t - _padded(h.created)[safe]) / DAY, np.nan)
     return {
         f"{prefix}_age_days": age,
-        f"{prefix}_verified": np.where(known, h.verified[safe], np.nan).astype(np.float64),
-        f"{prefix}_is_seller": np.where(known, h.is_seller[safe], np.nan).astype(np.float64),
+        f"{prefix}_verified": np.where(known, _padded(h.verified)[safe], np.nan).astype(np.float64),
+        f"{prefix}_is_seller": np.where(known, _padded(h.is_seller)[safe], np.nan).astype(np.float64),
     }
+
+
+def _padded(values: np.ndarray) -> np.ndarray:
+    """An account column that can be indexed at 0 even with no accounts yet (a new store: every key is -1)."""
+    return values if len(values) else np.zeros(1, dtype=values.dtype)
 
 
 def record_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
@@ -426,7 +431,7 @@ def transactions_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarra
 def _days_alive(h: History, q: Query) -> np.ndarray:
     """Account age at t in days, at least one (NaN for unknown accounts), to turn counts into a pace."""
     known = q.keys >= 0
-    return np.where(known, np.maximum((q.t - h.created[np.where(known, q.keys, 0)]) / DAY, 1.0), np.nan)
+    return np.where(known, np.maximum((q.t - _padded(h.created)[np.where(known, q.keys, 0)]) / DAY, 1.0), np.nan)
 
 
 def _days_since(t: np.ndarray, before: np.ndarray) -> np.ndarray:

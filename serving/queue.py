@@ -452,6 +452,15 @@ class Queue:
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).dt.as_unit("us")
         return frame
 
+    def open_rule_cases(self, sellers: list[str]) -> set[tuple[str, str]]:
+        """(seller, rule) of the fulfilment-rule cases still open or claimed for these sellers (case ids end
+        with the rule: see serving.monitors._fulfillment_report)."""
+        c = T.cases.c
+        with reading(self.engine) as conn:
+            rows = conn.execute(select(c.subject_id, c.case_id).where(
+                c.subject_id.in_(sellers), c.status.in_(("open", "claimed")), c.case_id.like("case-fr-%"))).all()
+        return {(subject, case_id.rsplit("-", 1)[1]) for subject, case_id in rows}
+
     # -- labels -------------------------------------------------------------------------------
 
     def export_outcomes(self) -> pd.DataFrame:

@@ -227,6 +227,9 @@ class Docket:
         config = MonitorConfig.from_dict(self.triage.qp.monitors)
         history = runtime.history
         found = fulfillment_reports(self.market.seller_orders(sorted(sellers)), history, as_of, config)
+        # A rule that keeps firing day after day is one case until an investigator closes it.
+        still_open = self.queue.open_rule_cases(sorted({r["subject_id"] for r in found}))
+        found = [r for r in found if (r["subject_id"], r["evidence"]["rule"]) not in still_open]
         if not found:
             return []
         result = self.triage.intake(found, history, runtime.scorer, actor="system:fulfilment", now=now)

@@ -17,7 +17,8 @@ def test_no_models_rules_only_ordering_claim_timeout_and_rescoring(tables, data_
     policy = tmp_path / "policy.yaml"
     policy.write_text(DEFAULT_POLICY.read_text().replace("claim_timeout_minutes: 30", "claim_timeout_minutes: 0.04")
                       .replace("sweep_seconds: 5", "sweep_seconds: 1"))
-    env = {"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}",
+    (tmp_path / "no-data").mkdir()  # an empty store: the queue holds only what this test sends
+    env = {"DOCKET_DATA_DIR": str(tmp_path / "no-data"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}",
            "DOCKET_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}", "DOCKET_POLICY_FILE": str(policy)}
     url = launch_service(env, wait_ready=False)
     keys = make_keys(env["DOCKET_DATABASE_URL"])

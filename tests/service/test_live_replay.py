@@ -87,10 +87,13 @@ def test_live_scores_equal_offline_scores_of_the_exported_tables(store, world, t
     engine.dispose()
     for name in ("accounts", "orders", "enforcements", "outcomes"):
         assert len(exported[name]) == len(world[name]), name
-    # Every report, and the cases transaction monitoring opened as the orders arrived (reports of its own).
+    # Every report, and the cases the monitors opened as orders and shipping facts arrived (reports of their own:
+    # transaction monitoring "tm-", fulfilment rules "fr-").
     monitored = set(exported["reports"]["report_id"]) - set(world["reports"]["report_id"])
     assert len(exported["reports"]) == len(world["reports"]) + len(monitored)
-    assert monitored and all(r.startswith("tm-") for r in monitored)  # monitoring ran as the orders arrived
+    assert {r[:3] for r in monitored} == {"tm-", "fr-"}
+    rule_cases = [(r.split("-")[1], r.rsplit("-", 1)[1]) for r in monitored if r.startswith("fr-")]
+    assert len(set(rule_cases)) == len(rule_cases)  # a rule firing day after day is one open case
     settings = S.Settings.from_env({"MLFLOW_TRACKING_URI": mlflow_uri})
     ours = exported["reports"][exported["reports"]["report_id"].isin(live)].reset_index(drop=True)
     offline = load_scorer(settings).score(ours, History.from_tables(exported))

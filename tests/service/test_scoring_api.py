@@ -189,7 +189,8 @@ def test_order_and_reporter_checks_name_the_field(api, service, tables, post):
 
 def test_a_report_about_accounts_and_orders_not_seen_yet_is_scored_and_flagged(api, service, tables, post):
     report = as_request(tables["reports"][tables["reports"]["reporter_id"].notna()].iloc[[0]])[0]
-    unseen = dict(report, subject_id="brand-new-seller-77", order_id="no-such-order")
+    unseen = dict(report, report_id=f"{report['report_id']}-unseen", subject_id="brand-new-seller-77",
+                  order_id="no-such-order")
     res = post(service, "/score", {"reports": [report, unseen]})
     assert res.status_code == 200, res.text
     known, cold = res.json()

@@ -146,3 +146,16 @@ def test_no_changes_answer_like_the_snapshot(world):
     empty = {name: frame.iloc[:0] for name, frame in snap.items()}
     for changes in ({}, empty):
         _assert_same_features(snap, live_history(snapshot, changes))
+
+
+def test_an_empty_store_gives_cold_start_features_not_an_error():
+    """A new store knows no account yet: a report's history features are 'no history', not an IndexError."""
+    from features.contract import REPORTS
+    from serving.requests import records_frame
+
+    report = records_frame([{"report_id": "r", "created_at": pd.Timestamp("2025-01-01", tz="UTC"), "reporter_id": "a",
+                             "reporter_type": "buyer", "channel": "livestream", "subject_id": "b", "show_id": None,
+                             "order_id": "o", "category": "spam", "description": "hi"}], REPORTS)
+    X = report_features(report, Snapshot.of({}).history)
+    assert np.isnan(X.loc[0, ["reporter_age_days", "subject_age_days", "order_amount"]].astype(float)).all()
+    assert X.loc[0, "subject_reports_30d"] == 0
