@@ -95,10 +95,22 @@ def run(config) -> list[dict]:
             rows += _guarded(f"score_under_ingestion w{workers}", store,
                              lambda s=store, w=workers: score_under_ingestion(config, work, prep, s, w))
     rows += _guarded("worker_start", "-", lambda: worker_start(config, work, prep))
-    if not config.tiny:
-        for row in rows:
+    for row in rows:
+        row["group"] = group_of(row["case"])
+        if not config.tiny:
             judge(row)
     return rows
+
+
+# The tables of results.md: one per step (benchmarks.run makes one table per `group`).
+GROUPS = (("ingest", "1. ingestion (POST /events, batches of 500, 2 clients)"),
+          ("single_event", "2. single-event requests (8 clients)"), ("freshness", "3. freshness (2 workers)"),
+          ("score", "4. /score under ingestion (8 clients, 1,000 events/s sent in batches of 100)"),
+          ("", "5. worker start at scale"))
+
+
+def group_of(case: str) -> str:
+    return next(title for prefix, title in GROUPS if case.startswith(prefix))
 
 
 def _stores(config) -> list[str]:
@@ -605,7 +617,7 @@ def _start_at_scale(config, work: Path, prep: Prepared, data: Path, n: int, stor
         summary = re.search(r"imported .*", imp["log_tail"])
         rows.append({"case": "import at scale", "store": store, "reports": n, "wall_s": imp["wall_s"],
                      "peak_rss_mb": imp["peak_rss_mb"], "load_avg_1m": load,
-                     "summary": summary.group(0)[:400] if summary else None, **_tail_error(imp)})
+                     "import_summary": summary.group(0)[:400] if summary else None, **_tail_error(imp)})
         if imp["returncode"] != 0:
             return rows
         rows.append(history_read(url, work / f"scale-history-{store}", store, n))

@@ -21,7 +21,9 @@ SUITES: dict[str, str] = {"offline": "benchmarks.offline", "online": "benchmarks
 # Columns first in each markdown table when a suite has them; the rest follow in the order they appear.
 LEADING = ("case", "size", "concurrency", "wall_s", "cpu_s", "rows_per_s", "peak_rss_mb", "time_growth", "rss_ratio",
            "target", "pass")
-HIDDEN = ("suite", "ok", "cpu_model")  # cpu_model: the same in every row, named in the header
+HIDDEN = ("suite", "ok", "cpu_model", "group")  # cpu_model: the same in every row, named in the header
+# Bulky figures (dicts, long text) that results.json keeps and the markdown tables leave out.
+JSON_ONLY = ("store_counts", "stored_reported", "history_rows", "import_summary")
 
 
 def step_names(config: BenchConfig, suites: Sequence[str]) -> list[str]:
@@ -89,7 +91,14 @@ def markdown(rows: list[dict], info: dict, config: BenchConfig) -> str:
         "",
     ]
     for suite in dict.fromkeys(r["suite"] for r in rows):
-        lines += [f"### {suite}", "", *_table([r for r in rows if r["suite"] == suite]), ""]
+        lines += [f"### {suite}", ""]
+        mine = [r for r in rows if r["suite"] == suite]
+        groups = list(dict.fromkeys(r.get("group") for r in mine))
+        if groups == [None]:
+            lines += [*_table(mine), ""]
+            continue
+        for group in groups:  # a suite whose rows name a group gets one table per group
+            lines += [f"#### {group or 'other'}", "", *_table([r for r in mine if r.get("group") == group]), ""]
     if any(r.get("suite") == "offline" and "time_growth" in r for r in rows):
         lines += ["Growth: `time_growth` = (time ratio) / (size ratio) from the smallest to the largest size; "
                   "1.0 is linear. `rss_ratio` is the peak-memory ratio.", ""]
@@ -113,7 +122,7 @@ def _probe_sentence(probe: dict | None) -> str:
 
 
 def _table(rows: list[dict]) -> list[str]:
-    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in HIDDEN and k != "traceback"]
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k not in HIDDEN + JSON_ONLY and k != "traceback"]
     cols = [k for k in LEADING if k in keys] + [k for k in keys if k not in LEADING]
     out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for r in rows:
