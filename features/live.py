@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from features.build import CODED_TABLES, Coded, History, account_state, code_table, code_tables, event_streams
-from features.history import EventStream, Ids, LayeredStream, code_of, codes_for, column_values
+from features.history import Ids, LayeredStream, code_of, codes_for, column_values
+from features.validate import empty_table
 
 TABLES = ("accounts", "orders", "reports", "enforcements", "outcomes")
 KEYS = {"accounts": "account_id", "orders": "order_id", "reports": "report_id", "enforcements": "violation_id",
@@ -129,18 +130,8 @@ class Snapshot:
 def _table(tables: Mapping[str, pd.DataFrame], name: str) -> pd.DataFrame:
     frame = tables.get(name)
     if frame is None:
-        return empty_table(name)
+        frame = empty_table(name)
     return frame.drop(columns=["description"]) if "description" in frame.columns else frame
-
-
-def empty_table(name: str) -> pd.DataFrame:
-    """A contract table with no rows, in the canonical dtypes."""
-    from features.contract import TABLES as CONTRACT
-    from features.validate import validate_table
-
-    columns = CONTRACT[name].column_names
-    return validate_table(name, pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})) \
-        .drop(columns=["description"], errors="ignore")
 
 
 def _orphans(frame: pd.DataFrame, coded: Coded,
@@ -318,6 +309,3 @@ def current_tables(snapshot: Snapshot, changes: Mapping[str, pd.DataFrame]) -> d
         out[name] = pd.concat([kept, new[old.columns]], ignore_index=True)
     return out
 
-
-def is_stream(value) -> bool:
-    return isinstance(value, (EventStream, LayeredStream))

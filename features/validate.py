@@ -555,3 +555,8 @@ def _row_examples(table: Table, frame: pd.DataFrame, rows: pd.Series) -> str:
         if keys.notna().all():
             return f"e.g. {table.key} " + ", ".join(_format(k) for k in keys)
     return "e.g. rows " + ", ".join(str(p) for p in positions)
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """A contract table with no rows, in the canonical dtypes (what loading an empty file gives)."""
+    return validate_table(name, pd.DataFrame({c: pd.Series([], dtype=object) for c in TABLES[name].column_names}))

@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from features import vocabulary as V
 from features.contract import TABLES as CONTRACT
-from features.validate import validate_table
+from features.validate import empty_table, validate_table
 from serving import tables as T
 from serving.events import FACT_FLAGS, ORDER_FACTS, Batch
 from serving.ledger import enforcement_rows, record_enforcements
@@ -216,7 +216,7 @@ class Market:
         `on_step(name)` is called after each table. Returns {table: {"stored", "already_there"}}, reports
         with "queued" too (stored through intake, in an open case)."""
         step = on_step or (lambda _name: None)
-        frames = {name: tables[name] if name in tables else _empty_table(name) for name in IMPORT_ORDER}
+        frames = {name: tables[name] if name in tables else empty_table(name) for name in IMPORT_ORDER}
         counts: dict[str, dict[str, int]] = {}
 
         def rows_of(frame: pd.DataFrame, columns: Iterable[str]) -> list[dict]:
@@ -540,10 +540,6 @@ def _among(conn: Connection, column, values: list[str]):
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam("among", value=list(values), type_=ARRAY(String)))
     return column.in_(values)
-
-
-def _empty_table(name: str) -> pd.DataFrame:
-    return validate_table(name, pd.DataFrame({c: pd.Series([], dtype=object) for c in CONTRACT[name].column_names}))
 
 
 def _bounds(n: int, size: int = IMPORT_CHUNK) -> list[tuple[int, int]]:
