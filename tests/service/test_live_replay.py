@@ -3,6 +3,7 @@ live service exactly as the offline scorer scores the same reports from the tabl
 from __future__ import annotations
 
 import os
+import time
 import uuid
 
 import httpx
@@ -36,9 +37,15 @@ def _store(kind: str, tmp_path) -> str:
 
 
 def _post(url: str, key: str, path: str, body: dict) -> httpx.Response:
-    """A fresh connection per request, so consecutive requests may reach either worker."""
-    with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
-        return http.post(url + path, json=body)
+    """A fresh connection per request, so consecutive requests may reach either worker. /readyz answered by one
+    worker says nothing of the other: a 503 (that worker still loading its models) is retried."""
+    deadline = time.monotonic() + 120
+    while True:
+        with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
+            res = http.post(url + path, json=body)
+        if res.status_code != 503 or time.monotonic() > deadline:
+            return res
+        time.sleep(0.5)
 
 
 def replay(url: str, key: str, events: list) -> dict[str, dict]:
