@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pandas as pd
 
 from features.build import History
-from features.live import KEYS, Snapshot, current_tables, live_history
+from features.live import KEYS, Snapshot, current_tables, live_history, seller_orders, sellers_of
 from serving.market import Market
 
 log = logging.getLogger("docket.live")
@@ -59,6 +59,19 @@ class LiveFeed:
             elif self.market.last_seq() > self._seq:
                 self._catch_up()
             return self._history
+
+    def seller_orders(self, sellers: Sequence[str]) -> pd.DataFrame:
+        """The current orders of these sellers as of the last refresh (call `current` first to include
+        everything committed), from memory: see features.live.seller_orders."""
+        with self._lock:
+            snapshot, changes = self._snapshot, self._changes
+        return seller_orders(snapshot, changes, sellers)
+
+    def sellers_of(self, order_ids: Sequence[str]) -> set[str]:
+        """The sellers of these orders as of the last refresh."""
+        with self._lock:
+            snapshot, changes = self._snapshot, self._changes
+        return sellers_of(snapshot, changes, order_ids)
 
     def _catch_up(self) -> None:
         self._seq, new = self.market.tables(since=self._seq)

@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, String, any_, bindparam, func, select, tuple_, type_coerce
+from sqlalchemy import Connection, Engine, String, any_, bindparam, func, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from features import vocabulary as V
 from features.contract import TABLES as CONTRACT
-from features.validate import empty_table, validate_table
+from features.validate import as_canonical, empty_table, validate_table
 from serving import tables as T
+from serving.columns import read_frame
 from serving.events import FACT_FLAGS, ORDER_FACTS, Batch
 from serving.ledger import enforcement_rows, record_enforcements
 from serving.penalty import Policy
@@ -403,16 +404,6 @@ class Market:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def seller_orders(self, sellers: list[str]) -> pd.DataFrame:
-        """Every order of these sellers with its facts, as the contract's orders (for the fulfilment rules)."""
-        with reading(self.engine) as conn:
-            return _orders(conn, None, sellers)
-
-    def sellers_of(self, order_ids: list[str]) -> set[str]:
-        o = T.market_orders.c
-        with reading(self.engine) as conn:
-            return {r[0] for r in conn.execute(select(o.seller_id).where(o.order_id.in_(order_ids)))}
-
     def last_seq(self) -> int:
         with reading(self.engine) as conn:
             return int(conn.execute(select(T.event_counter.c.value)).scalar_one())
@@ -427,10 +418,9 @@ class Market:
         All of it is read from one committed state, so the seq and the rows agree."""
         with _snapshot(self.engine) as conn:
             last = int(conn.execute(select(T.event_counter.c.value)).scalar_one())
-            return last, {
-                "accounts": _accounts(conn, since), "orders": _orders(conn, since), "reports": _reports(conn, since),
-                "enforcements": _enforcements(conn, since), "outcomes": _outcomes(conn, since),
-            }
+            changed = set(READERS) if since is None else _changed(conn, since)
+            return last, {name: read(conn, since) if name in changed else empty_table(name)
+                          for name, (read, _) in READERS.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -668,28 +658,10 @@ def _since(column, since: int | None):
     return column > since if since is not None else True
 
 
-def _frame(conn: Connection, query, columns: Iterable[str]) -> pd.DataFrame:
-    """The query's rows as a frame, built column by column: handed Row objects, pandas probes each one for
-    namedtuple fields (a failed attribute lookup per row, which SQLAlchemy answers slowly): 4 s of a 6 s read
-    of 60k orders and their facts."""
-    columns = list(columns)
-    rows = conn.execute(query.with_only_columns(*[_raw_time(c, conn.dialect.name)
-                                                  for c in query.selected_columns])).all()
-    values = list(zip(*rows)) if rows else [()] * len(columns)
-    return pd.DataFrame({c: pd.Series(v, dtype=object) for c, v in zip(columns, values)}, columns=columns)
-
-
-def _raw_time(column, dialect: str):
-    """On SQLite, a timestamp column fetched as the stored UTC text, for validation to parse all at once
-    (a quarter of the time of reading the tables back went to parsing each value into a datetime). PostgreSQL's
-    driver builds the datetimes either way."""
-    if dialect != "sqlite" or not isinstance(column.type, T.UTCDateTime):
-        return column
-    return type_coerce(column, String).label(column.name)
-
-
-def _validated(name: str, frame: pd.DataFrame) -> pd.DataFrame:
-    return validate_table(name, frame[list(CONTRACT[name].column_names)])
+def _kinds(name: str, columns: Iterable[str]) -> dict[str, str]:
+    """These columns of a contract table with their kinds, for serving.columns.read_frame."""
+    kind = {c.name: c.kind for c in CONTRACT[name].columns}
+    return {c: kind[c] for c in columns}
 
 
 def _accounts(conn: Connection, since: int | None) -> pd.DataFrame:
@@ -697,12 +669,12 @@ def _accounts(conn: Connection, since: int | None) -> pd.DataFrame:
     query = select(a.account_id, a.created_at, a.role, a.verified)
     if since is not None:
         changed = select(u.account_id).where(u.seq > since)
-        query = query.where((a.seq > since) | a.account_id.in_(changed))
-    frame = _frame(conn, query.order_by(a.seq), ["account_id", "created_at", "role", "verified"])
+        query = query.where(a.account_id.in_(select(a.account_id).where(a.seq > since).union(changed)))
+    frame = read_frame(conn, query.order_by(a.seq), _kinds("accounts", ["account_id", "created_at", "role", "verified"]))
     updates = select(u.account_id, u.field, u.value).order_by(u.at, u.seq)
     if since is not None:  # the same accounts, as a subquery (a list of ids could pass the driver's bind limit)
         updates = updates.where(u.account_id.in_(query.with_only_columns(a.account_id)))
-    updates = _frame(conn, updates, ["account_id", "field", "value"])
+    updates = read_frame(conn, updates, {"account_id": "str", "field": "str", "value": "str"})
     if len(updates):
         latest = updates.groupby(["account_id", "field"], sort=False)["value"].last()
         for field in ("role", "verified"):
@@ -713,45 +685,63 @@ def _accounts(conn: Connection, since: int | None) -> pd.DataFrame:
                 new = mapped[has] if field == "role" else (mapped[has] == "true")
                 frame[field] = frame[field].astype(object)
                 frame.loc[has, field] = new.to_numpy()
-    return _validated("accounts", frame)
+    return as_canonical("accounts", frame)
 
 
-def _orders(conn: Connection, since: int | None, sellers: list[str] | None = None) -> pd.DataFrame:
+def _orders(conn: Connection, since: int | None) -> pd.DataFrame:
     o, u = T.market_orders.c, T.market_order_updates.c
     cols = ["order_id", "buyer_id", "seller_id", "show_id", "amount", "created_at", "ship_by"]
     query = select(*[o[c] for c in cols])
     if since is not None:
-        query = query.where((o.seq > since) | o.order_id.in_(select(u.order_id).where(u.seq > since)))
-    if sellers is not None:
-        query = query.where(o.seller_id.in_(sellers))
-    frame = _frame(conn, query.order_by(o.seq), cols)
+        # Two index lookups (a union, not an OR, which would scan every order).
+        query = query.where(o.order_id.in_(select(o.order_id).where(o.seq > since)
+                                           .union(select(u.order_id).where(u.seq > since))))
+    frame = read_frame(conn, query.order_by(o.seq), _kinds("orders", cols))
     facts = select(u.order_id, u.fact, u.at)
-    if since is not None or sellers is not None:  # the same orders, as a subquery (a list of ids could pass the driver's bind limit)
+    if since is not None:  # the same orders, as a subquery (a list of ids could pass the driver's bind limit)
         facts = facts.where(u.order_id.in_(query.with_only_columns(o.order_id)))
-    facts = _frame(conn, facts, ["order_id", "fact", "at"])
+    facts = read_frame(conn, facts, {"order_id": "str", "fact": "str", "at": "timestamp"})
     for fact, column in ORDER_FACTS.items():
         these = facts[(facts["fact"] == fact).to_numpy()]
         frame[column] = frame["order_id"].map(pd.Series(these["at"].to_numpy(), index=these["order_id"].to_numpy()))
         if fact in FACT_FLAGS:
             frame[FACT_FLAGS[fact]] = frame[column].notna()
-    return _validated("orders", frame)
+    return as_canonical("orders", frame)
 
 
 def _reports(conn: Connection, since: int | None) -> pd.DataFrame:
     r = T.intake_reports.c
     cols = list(CONTRACT["reports"].column_names)
     query = select(*[r[c] for c in cols]).where(_since(r.seq, since)).order_by(r.seq, r.report_id)
-    return _validated("reports", _frame(conn, query, cols))
+    return as_canonical("reports", read_frame(conn, query, _kinds("reports", cols)))
 
 
 def _enforcements(conn: Connection, since: int | None) -> pd.DataFrame:
-    return _validated("enforcements", pd.DataFrame(enforcement_rows(conn, since=since),
-                                                   columns=list(CONTRACT["enforcements"].column_names)))
+    return as_canonical("enforcements", pd.DataFrame(enforcement_rows(conn, since=since),
+                                                     columns=list(CONTRACT["enforcements"].column_names)))
 
 
 def _outcomes(conn: Connection, since: int | None) -> pd.DataFrame:
     m = T.market_outcomes.c
     cols = list(CONTRACT["outcomes"].column_names)
-    return _validated("outcomes", _frame(conn, select(*[m[c] for c in cols]).where(_since(m.seq, since))
-                                          .order_by(m.seq), cols))
+    return as_canonical("outcomes", read_frame(conn, select(*[m[c] for c in cols]).where(_since(m.seq, since))
+                                               .order_by(m.seq), _kinds("outcomes", cols)))
 
+
+# Each contract table: how it is read, and the store tables whose rows it is made of.
+READERS: dict[str, tuple[Callable[[Connection, int | None], pd.DataFrame], tuple[Any, ...]]] = {
+    "accounts": (_accounts, (T.market_accounts, T.market_account_updates)),
+    "orders": (_orders, (T.market_orders, T.market_order_updates)),
+    "reports": (_reports, (T.intake_reports,)),
+    "enforcements": (_enforcements, (T.violations,)),
+    "outcomes": (_outcomes, (T.market_outcomes,)),
+}
+
+
+def _changed(conn: Connection, since: int) -> set[str]:
+    """The contract tables with rows written after `since`: one round trip of index lookups (the last seq of
+    each store table), so a refresh reads only what moved; most refreshes see one kind of event."""
+    stores = sorted({t for _, sources in READERS.values() for t in sources}, key=lambda t: t.name)
+    last = conn.execute(select(*[select(func.max(t.c.seq)).scalar_subquery() for t in stores])).one()
+    moved = {t.name for t, n in zip(stores, last) if n is not None and n > since}
+    return {name for name, (_, sources) in READERS.items() if any(t.name in moved for t in sources)}

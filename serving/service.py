@@ -214,16 +214,16 @@ class Docket:
     def watch_fulfilment(self, rows: dict[str, list[dict]], now: datetime) -> list[str]:
         """The fulfilment rules as a seller's shipping facts arrive: the sellers of the batch's orders and order
         updates judged over their orders up to the batch's latest event. Returns the cases opened."""
-        runtime = self.runtime
-        named = [r["order_id"] for r in rows.get("order_updates", [])]
-        sellers = {r["seller_id"] for r in rows.get("orders", [])} | (self.market.sellers_of(named) if named else set())
-        if runtime is None or not sellers:
+        runtime, feed = self.runtime, self.feed
+        if runtime is None or feed is None or not (rows.get("orders") or rows.get("order_updates")):
             return []
+        history = runtime.history  # current: includes this batch, so its orders are found below
+        named = [r["order_id"] for r in rows.get("order_updates", [])]
+        sellers = sorted({r["seller_id"] for r in rows.get("orders", [])} | (feed.sellers_of(named) if named else set()))
         times = [r["at"] for r in rows.get("order_updates", [])] + [r["created_at"] for r in rows.get("orders", [])]
         as_of = min(max(times).to_pydatetime() + timedelta(seconds=1), now)
         config = MonitorConfig.from_dict(self.triage.qp.monitors)
-        history = runtime.history
-        found = fulfillment_reports(self.market.seller_orders(sorted(sellers)), history, as_of, config)
+        found = fulfillment_reports(feed.seller_orders(sellers), history, as_of, config)
         # A rule that keeps firing day after day is one case until an investigator closes it.
         still_open = self.queue.open_rule_cases(sorted({r["subject_id"] for r in found}))
         found = [r for r in found if (r["subject_id"], r["evidence"]["rule"]) not in still_open]

@@ -46,6 +46,13 @@ def _same(feed: LiveFeed, market: Market) -> None:
                                   check_exact=False, rtol=1e-12, atol=1e-9)
     pd.testing.assert_frame_equal(order_features(tables["orders"], live), order_features(tables["orders"], full),
                                   check_exact=False, rtol=1e-12, atol=1e-9)
+    # The fulfilment rules' reads from memory: every order of a seller, as the store holds it.
+    orders = tables["orders"]
+    sellers = sorted(set(orders["seller_id"]))[::7] + ["never-seen"]
+    by_id = lambda frame: frame.sort_values("order_id").reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(by_id(feed.seller_orders(sellers)), by_id(orders[orders["seller_id"].isin(sellers)]))
+    some = orders["order_id"].iloc[::13].tolist()
+    assert feed.sellers_of(some + ["never-seen"]) == set(orders.loc[orders["order_id"].isin(some), "seller_id"])
 
 
 def _ingest(engine, market: Market, chunk: list) -> None:

@@ -171,7 +171,7 @@ def test_tables_reads_one_committed_state(market, monkeypatch):
     """A batch committed while the tables are being read is in none of them, and not under the seq returned:
     the next read since that seq finds it whole."""
     ingest(market, FIRST)
-    read_accounts = M._accounts
+    read_accounts, sources = M.READERS["accounts"]
 
     def accounts_then_a_commit(conn, since):
         frame = read_accounts(conn, since)
@@ -180,9 +180,9 @@ def test_tables_reads_one_committed_state(market, monkeypatch):
             actor="tests", now=NOW)
         return frame
 
-    monkeypatch.setattr(M, "_accounts", accounts_then_a_commit)
+    monkeypatch.setitem(M.READERS, "accounts", (accounts_then_a_commit, sources))
     seq, tables = market.tables()
-    monkeypatch.setattr(M, "_accounts", read_accounts)
+    monkeypatch.setitem(M.READERS, "accounts", (read_accounts, sources))
     assert seq == 6
     assert "o9" not in set(tables["orders"]["order_id"]) and "b9" not in set(tables["accounts"]["account_id"])
     later, changed = market.tables(since=seq)
