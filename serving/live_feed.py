@@ -21,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pandas as pd
 
 from features.build import History
+from features.history import is_in
 from features.live import KEYS, Snapshot, current_tables, live_history, seller_orders, sellers_of
 from serving.market import Market
 
@@ -110,6 +111,6 @@ def merge_changes(changes: Mapping[str, pd.DataFrame], new: Mapping[str, pd.Data
         if old is None or not len(old):
             out[name] = frame.reset_index(drop=True)
             continue
-        kept = old[~old[KEYS[name]].isin(frame[KEYS[name]]).to_numpy()]
+        kept = old[~is_in(old[KEYS[name]], frame[KEYS[name]])]
         out[name] = pd.concat([kept, frame], ignore_index=True)
     return out

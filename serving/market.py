@@ -31,9 +31,9 @@ from features import vocabulary as V
 from features.contract import TABLES as CONTRACT
 from features.validate import as_canonical, empty_table, validate_table
 from serving import tables as T
-from serving.columns import read_frame
+from serving.columns import SNAPSHOT, export_snapshot, read_frame
 from serving.events import FACT_FLAGS, ORDER_FACTS, Batch
-from serving.ledger import enforcement_rows, record_enforcements
+from serving.ledger import enforcement_rows, enforcements_query, record_enforcements
 from serving.penalty import Policy
 from serving.requests import FieldError
 from serving.store import COPY_MIN_ROWS, append_audit, insert_rows, next_seq, reading, writing
@@ -416,7 +416,7 @@ class Market:
         """(last seq, the contract's tables as stored), validated into canonical dtypes; with `since`, only the
         rows added or changed after that seq, each in its current version (an order with all its facts).
         All of it is read from one committed state, so the seq and the rows agree."""
-        with _snapshot(self.engine) as conn:
+        with _snapshot(self.engine, bulk=since is None) as conn:
             last = int(conn.execute(select(T.event_counter.c.value)).scalar_one())
             changed = set(READERS) if since is None else _changed(conn, since)
             return last, {name: read(conn, since) if name in changed else empty_table(name)
@@ -640,7 +640,7 @@ def resolvable(tables: Mapping[str, pd.DataFrame]) -> tuple[dict[str, pd.DataFra
 # Reading the contract's tables back.
 
 @contextmanager
-def _snapshot(engine: Engine) -> Iterator[Connection]:
+def _snapshot(engine: Engine, bulk: bool = False) -> Iterator[Connection]:
     """One read transaction whose queries all see the same committed state. SQLite's read transaction does;
     PostgreSQL's default (READ COMMITTED) lets each query see what committed before it, so the counter read
     first could lag the rows, or accounts read first miss the accounts of orders read next: REPEATABLE READ."""
@@ -651,7 +651,12 @@ def _snapshot(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         with conn.begin():
-            yield conn
+            if bulk:  # reads of whole tables go through their own connection (serving.columns)
+                export_snapshot(conn)
+            try:
+                yield conn
+            finally:
+                conn.info.pop(SNAPSHOT, None)
 
 
 def _since(column, since: int | None):
@@ -670,11 +675,12 @@ def _accounts(conn: Connection, since: int | None) -> pd.DataFrame:
     if since is not None:
         changed = select(u.account_id).where(u.seq > since)
         query = query.where(a.account_id.in_(select(a.account_id).where(a.seq > since).union(changed)))
-    frame = read_frame(conn, query.order_by(a.seq), _kinds("accounts", ["account_id", "created_at", "role", "verified"]))
+    frame = read_frame(conn, query.order_by(a.seq), _kinds("accounts", ["account_id", "created_at", "role", "verified"]),
+                       bulk=since is None)
     updates = select(u.account_id, u.field, u.value).order_by(u.at, u.seq)
     if since is not None:  # the same accounts, as a subquery (a list of ids could pass the driver's bind limit)
         updates = updates.where(u.account_id.in_(query.with_only_columns(a.account_id)))
-    updates = read_frame(conn, updates, {"account_id": "str", "field": "str", "value": "str"})
+    updates = read_frame(conn, updates, {"account_id": "str", "field": "str", "value": "str"}, bulk=since is None)
     if len(updates):
         latest = updates.groupby(["account_id", "field"], sort=False)["value"].last()
         for field in ("role", "verified"):
@@ -696,14 +702,20 @@ def _orders(conn: Connection, since: int | None) -> pd.DataFrame:
         # Two index lookups (a union, not an OR, which would scan every order).
         query = query.where(o.order_id.in_(select(o.order_id).where(o.seq > since)
                                            .union(select(u.order_id).where(u.seq > since))))
-    frame = read_frame(conn, query.order_by(o.seq), _kinds("orders", cols))
+    frame = read_frame(conn, query.order_by(o.seq), _kinds("orders", cols), bulk=since is None)
     facts = select(u.order_id, u.fact, u.at)
     if since is not None:  # the same orders, as a subquery (a list of ids could pass the driver's bind limit)
         facts = facts.where(u.order_id.in_(query.with_only_columns(o.order_id)))
-    facts = read_frame(conn, facts, {"order_id": "str", "fact": "str", "at": "timestamp"})
+    facts = read_frame(conn, facts, {"order_id": "str", "fact": "str", "at": "timestamp"}, bulk=since is None)
+    # Each fact's time into its column, by the fact's row among the orders (found once for every fact: mapping
+    # ids per fact cost 5 s at two million orders).
+    row = pd.Index(frame["order_id"]).get_indexer(facts["order_id"])
+    at = facts["at"].dt.tz_convert(None).to_numpy()
     for fact, column in ORDER_FACTS.items():
-        these = facts[(facts["fact"] == fact).to_numpy()]
-        frame[column] = frame["order_id"].map(pd.Series(these["at"].to_numpy(), index=these["order_id"].to_numpy()))
+        these = (facts["fact"] == fact).to_numpy() & (row >= 0)
+        values = np.full(len(frame), np.datetime64("NaT"), dtype=at.dtype)
+        values[row[these]] = at[these]
+        frame[column] = pd.Series(values).dt.tz_localize("UTC")
         if fact in FACT_FLAGS:
             frame[FACT_FLAGS[fact]] = frame[column].notna()
     return as_canonical("orders", frame)
@@ -713,19 +725,20 @@ def _reports(conn: Connection, since: int | None) -> pd.DataFrame:
     r = T.intake_reports.c
     cols = list(CONTRACT["reports"].column_names)
     query = select(*[r[c] for c in cols]).where(_since(r.seq, since)).order_by(r.seq, r.report_id)
-    return as_canonical("reports", read_frame(conn, query, _kinds("reports", cols)))
+    return as_canonical("reports", read_frame(conn, query, _kinds("reports", cols), bulk=since is None))
 
 
 def _enforcements(conn: Connection, since: int | None) -> pd.DataFrame:
-    return as_canonical("enforcements", pd.DataFrame(enforcement_rows(conn, since=since),
-                                                     columns=list(CONTRACT["enforcements"].column_names)))
+    cols = list(CONTRACT["enforcements"].column_names)
+    return as_canonical("enforcements", read_frame(conn, enforcements_query(since=since), _kinds("enforcements", cols),
+                                                   bulk=since is None))
 
 
 def _outcomes(conn: Connection, since: int | None) -> pd.DataFrame:
     m = T.market_outcomes.c
     cols = list(CONTRACT["outcomes"].column_names)
     return as_canonical("outcomes", read_frame(conn, select(*[m[c] for c in cols]).where(_since(m.seq, since))
-                                               .order_by(m.seq), _kinds("outcomes", cols)))
+                                               .order_by(m.seq), _kinds("outcomes", cols), bulk=since is None))
 
 
 # Each contract table: how it is read, and the store tables whose rows it is made of.
