@@ -3,20 +3,18 @@
 A worker reads its whole history at start and the rows changed since its last look before every scoring
 pass. Through SQLAlchemy's Row objects plus a full contract check of rows the store checked on the way in,
 that cost ~90 s at a million reports and ~100 ms for a handful of new rows (docs/benchmarks.md). Here
-PostgreSQL sends a few rows through COPY as CSV, parsed by pyarrow straight into typed columns, and a bulk read
-(`bulk=True`) through the ADBC driver, which builds the Arrow columns in C++, on its own connection that joins
-the reading transaction's exported snapshot (so it sees exactly what the other reads of that transaction see);
-SQLite's rows come from the driver cursor, one conversion per column. Every path gives an Arrow table, so the
-stores agree on types.
+a few rows come from the driver cursor as tuples, one Arrow conversion per column (through COPY, PostgreSQL
+cost ~5 ms a statement to start: most of a refresh); on PostgreSQL a bulk read (`bulk=True`) goes through the
+ADBC driver, which builds the Arrow columns in C++, on its own connection that joins the reading
+transaction's exported snapshot (so it sees exactly what that transaction's other reads see). Every path gives
+an Arrow table, so the stores agree on types.
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Select
 
 # The Arrow type of each contract kind (features.contract): timestamps are microseconds in UTC, as the
@@ -25,7 +23,6 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "str": pa.string(), "category": pa.string(), "timestamp": pa.timestamp("us", tz="UTC"),
     "float": pa.float64(), "int": pa.int64(), "bool": pa.bool_(),
 }
-NULL = r"\N"  # COPY's marker for a missing value, so that an empty string stays an empty string
 
 
 SNAPSHOT = "docket_snapshot"  # conn.info key: the PostgreSQL snapshot a reading transaction exported
@@ -33,14 +30,12 @@ SNAPSHOT = "docket_snapshot"  # conn.info key: the PostgreSQL snapshot a reading
 
 def read_frame(conn: Connection, query: Select, kinds: Mapping[str, str], *, bulk: bool = False) -> pd.DataFrame:
     """The query's rows as a frame whose columns are named and typed by `kinds` (name -> contract kind), in
-    the query's column order. Bound parameters must be plain numbers or text (all the store's reads bind).
-    `bulk`: many rows expected; on PostgreSQL inside a transaction that exported its snapshot, read through ADBC."""
-    if conn.dialect.name != "postgresql":
-        table = _fetch(conn, query, kinds)
-    elif bulk and conn.info.get(SNAPSHOT):
+    the query's column order. `bulk`: many rows expected; on PostgreSQL inside a transaction that exported its
+    snapshot, read through ADBC, with the parameters rendered into the SQL (plain numbers and text only)."""
+    if bulk and conn.dialect.name == "postgresql" and conn.info.get(SNAPSHOT):
         table = _adbc(conn, query, kinds)
     else:
-        table = _copy(conn, query, kinds)
+        table = _fetch(conn, query, kinds)
     return table.to_pandas(types_mapper=_NULLABLE.get)
 
 
@@ -69,24 +64,6 @@ def _adbc(conn: Connection, query: Select, kinds: Mapping[str, str]) -> pa.Table
 _NULLABLE = {pa.bool_(): pd.BooleanDtype(), pa.int64(): pd.Int64Dtype()}  # NULLs kept as pandas' NA
 
 
-def _copy(conn: Connection, query: Select, kinds: Mapping[str, str]) -> pa.Table:
-    compiled = query.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
-    buffer = io.BytesIO()
-    with conn.connection.driver_connection.cursor() as cur:
-        with cur.copy(f"COPY ({compiled}) TO STDOUT WITH (FORMAT csv, NULL '{NULL}')", compiled.params) as copy:
-            for block in copy:
-                buffer.write(block)
-    names = list(kinds)
-    if not buffer.tell():
-        return _empty(kinds)
-    buffer.seek(0)
-    return pacsv.read_csv(buffer, read_options=pacsv.ReadOptions(column_names=names),
-                          convert_options=pacsv.ConvertOptions(
-                              column_types={n: ARROW_TYPES[k] for n, k in kinds.items()},
-                              null_values=[NULL], strings_can_be_null=True, quoted_strings_can_be_null=False,
-                              true_values=["t"], false_values=["f"]))
-
-
 def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -101,14 +78,16 @@ def _fetch(conn: Connection, query: Select, kinds: Mapping[str, str]) -> pa.Tabl
         return _empty(kinds)
     columns = list(zip(*rows))
     del rows
-    return pa.table({n: _column(values, k) for (n, k), values in zip(kinds.items(), columns)})
+    sqlite = conn.dialect.name == "sqlite"
+    return pa.table({n: _column(values, k, sqlite) for (n, k), values in zip(kinds.items(), columns)})
 
 
-def _column(values: tuple, kind: str) -> pa.Array:
-    """One column of SQLite values: timestamps are stored as UTC text, flags as 0/1."""
-    if kind == "timestamp":
+def _column(values: tuple, kind: str, sqlite: bool) -> pa.Array:
+    """One column of driver values. SQLite stores timestamps as UTC text and flags as 0/1; psycopg gives aware
+    datetimes and bools."""
+    if sqlite and kind == "timestamp":
         return pa.array(values, pa.string()).cast(pa.timestamp("us")).cast(ARROW_TYPES[kind])
-    if kind == "bool":
+    if sqlite and kind == "bool":
         return pa.array(values, pa.int64()).cast(pa.bool_())
     return pa.array(values, ARROW_TYPES[kind])
 
