@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from features import vocabulary as V
 from features.contract import TABLES as CONTRACT
-from features.validate import as_canonical, empty_table, validate_table
+from features.validate import as_canonical, empty_table
 from serving import tables as T
 from serving.columns import SNAPSHOT, export_snapshot, read_frame
 from serving.events import FACT_FLAGS, ORDER_FACTS, Batch
@@ -421,9 +421,10 @@ class Market:
             return conn.execute(select(T.market_accounts.c.account_id).limit(1)).first() is None
 
     def tables(self, since: int | None = None) -> tuple[int, dict[str, pd.DataFrame]]:
-        """(last seq, the contract's tables as stored), validated into canonical dtypes; with `since`, only the
-        rows added or changed after that seq, each in its current version (an order with all its facts).
-        All of it is read from one committed state, so the seq and the rows agree."""
+        """(last seq, the contract's tables as stored), in canonical dtypes (the store checked its rows when they
+        came in, so they are not checked again); with `since`, only the rows added or changed after that seq,
+        each in its current version (an order with all its facts). All of it is read from one committed
+        state, so the seq and the rows agree."""
         with _snapshot(self.engine, bulk=since is None) as conn:
             last = int(conn.execute(select(T.event_counter.c.value)).scalar_one())
             changed = set(READERS) if since is None else _changed(conn, since)

@@ -14,6 +14,7 @@ from serving.events import check_batch
 from serving.market import ConflictError, Market
 from serving.penalty import Account, Action, PastViolation, account_health, load_policy
 from serving.requests import RequestError
+from features.validate import validate_table
 from serving.store import reading
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -209,3 +210,17 @@ def test_a_batch_of_a_thousand_enforcements_is_recorded_with_each_accounts_recor
         when = pd.Timestamp(rows[i]["decided_at"]).to_pydatetime()
         assert health[f"v{i:04d}"] == account_health(when, Account("s0", "seller"), record, market.policy)
     assert health["v0000"] != health["v1180"]
+
+
+def test_tables_read_back_are_what_validating_them_gives(market):
+    """The store's rows are not checked again on the way out (features.validate.as_canonical only sets dtypes):
+    what comes back must be exactly what a full contract check would make of it, missing values included."""
+    ingest(market, FIRST)
+    ingest(market, {"accounts": [account("b2")], "orders": [order("o2", buyer="b2", cancelled_at="2025-02-01T12:00:00Z")],
+                    "enforcements": [enforcement("v2", "b2", action="suspension", days=7)]})
+    for since in (None, 0):
+        for name, frame in market.tables(since=since)[1].items():
+            pd.testing.assert_frame_equal(frame, validate_table(name, frame), check_exact=True)
+    enforcements = market.tables()[1]["enforcements"]
+    assert enforcements[["violation_id", "action", "action_days"]].values.tolist() == \
+        [["v1", "warning", 0], ["v2", "suspension", 7]]
