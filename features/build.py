@@ -95,6 +95,12 @@ class History:
     def account_codes(self, ids: pd.Series) -> np.ndarray:
         return self.accounts.codes(ids)
 
+    def created_at(self, codes: np.ndarray, missing: int) -> np.ndarray:
+        """Each account's creation time (epoch seconds) by code, `missing` where the code is -1; also when no
+        account is known at all (a new store)."""
+        known = codes >= 0
+        return np.where(known, _padded(self.created)[np.where(known, codes, 0)], missing)
+
     def account_code(self, account_id: str) -> int:
         """One account's code, -1 if unknown: a hash lookup, for checking one request's ids."""
         return self.accounts.code(account_id)
@@ -365,7 +371,7 @@ def account_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarray]:
     """Static account facts as of t: age, verification, role."""
     known = q.keys >= 0
     safe = np.where(known, q.keys, 0)
-    age = np.where(known, (q.t - _padded(h.created)[safe]) / DAY, np.nan)
+    age = np.where(known, (q.t - h.created_at(q.keys, 0)) / DAY, np.nan)
     return {
         f"{prefix}_age_days": age,
         f"{prefix}_verified": np.where(known, _padded(h.verified)[safe], np.nan).astype(np.float64),
@@ -431,7 +437,7 @@ def transactions_block(h: History, q: Query, prefix: str) -> dict[str, np.ndarra
 def _days_alive(h: History, q: Query) -> np.ndarray:
     """Account age at t in days, at least one (NaN for unknown accounts), to turn counts into a pace."""
     known = q.keys >= 0
-    return np.where(known, np.maximum((q.t - _padded(h.created)[np.where(known, q.keys, 0)]) / DAY, 1.0), np.nan)
+    return np.where(known, np.maximum((q.t - h.created_at(q.keys, 0)) / DAY, 1.0), np.nan)
 
 
 def _days_since(t: np.ndarray, before: np.ndarray) -> np.ndarray:

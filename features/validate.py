@@ -24,7 +24,6 @@ files carry no usable type for an all-empty column.
 from __future__ import annotations
 
 import functools
-
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 

@@ -678,25 +678,29 @@ def _kinds(name: str, columns: Iterable[str]) -> dict[str, str]:
     return {c: kind[c] for c in columns}
 
 
-def _changed_keys(conn: Connection, column, keys: Select):
-    """`column IN keys`, the keys (a few rows changed since a refresh's last look) read first and sent as
-    values: a planner handed the subquery may hash-join it against a whole table (seen on PostgreSQL: a seq
-    scan of every order for a refresh of one). Many keys (a long catch-up) stay a subquery, under the bind limit."""
+def _changed_keys(conn: Connection, keys: Select) -> Callable[[Any], Any]:
+    """`column IN keys` for any column holding those keys, the keys (a few rows changed since a refresh's last
+    look) read once and sent as values: a planner handed the subquery may hash-join it against a whole table
+    (seen on PostgreSQL: a seq scan of every order for a refresh of one). Many keys (a long catch-up) stay a
+    subquery, under the bind limit."""
     found = [k for (k,) in conn.execute(keys.limit(KEY_LOOKUP + 1))]
-    return column.in_(keys) if len(found) > KEY_LOOKUP else _among(conn, column, found)
+    if len(found) > KEY_LOOKUP:
+        return lambda column: column.in_(keys)
+    return lambda column: _among(conn, column, found)
 
 
 def _accounts(conn: Connection, since: int | None) -> pd.DataFrame:
     a, u = T.market_accounts.c, T.market_account_updates.c
     query = select(a.account_id, a.created_at, a.role, a.verified)
     if since is not None:
-        query = query.where(_changed_keys(conn, a.account_id, select(a.account_id).where(a.seq > since)
-                                          .union(select(u.account_id).where(u.seq > since))))
+        changed = _changed_keys(conn, select(a.account_id).where(a.seq > since)
+                                .union(select(u.account_id).where(u.seq > since)))
+        query = query.where(changed(a.account_id))
     frame = read_frame(conn, query.order_by(a.seq), _kinds("accounts", ["account_id", "created_at", "role", "verified"]),
                        bulk=since is None)
     updates = select(u.account_id, u.field, u.value).order_by(u.at, u.seq)
     if since is not None:
-        updates = updates.where(_changed_keys(conn, u.account_id, query.with_only_columns(a.account_id)))
+        updates = updates.where(changed(u.account_id))
     updates = read_frame(conn, updates, {"account_id": "str", "field": "str", "value": "str"}, bulk=since is None)
     if len(updates):
         latest = updates.groupby(["account_id", "field"], sort=False)["value"].last()
@@ -717,12 +721,13 @@ def _orders(conn: Connection, since: int | None) -> pd.DataFrame:
     query = select(*[o[c] for c in cols])
     if since is not None:
         # Two index lookups (a union, not an OR, which would scan every order).
-        query = query.where(_changed_keys(conn, o.order_id, select(o.order_id).where(o.seq > since)
-                                          .union(select(u.order_id).where(u.seq > since))))
+        changed = _changed_keys(conn, select(o.order_id).where(o.seq > since)
+                                .union(select(u.order_id).where(u.seq > since)))
+        query = query.where(changed(o.order_id))
     frame = read_frame(conn, query.order_by(o.seq), _kinds("orders", cols), bulk=since is None)
     facts = select(u.order_id, u.fact, u.at)
     if since is not None:
-        facts = facts.where(_changed_keys(conn, u.order_id, query.with_only_columns(o.order_id)))
+        facts = facts.where(changed(u.order_id))
     facts = read_frame(conn, facts, {"order_id": "str", "fact": "str", "at": "timestamp"}, bulk=since is None)
     # Each fact's time into its column, by the fact's row among the orders (found once for every fact: mapping
     # ids per fact cost 5 s at two million orders).

@@ -299,7 +299,7 @@ def fulfillment_reports(orders: pd.DataFrame, history: History, as_of: datetime,
 
 def _account_age_days(history: History, ids: pd.Index, end: int) -> np.ndarray:
     codes = history.account_codes(pd.Series(ids, dtype=object))
-    created = history.created[np.maximum(codes, 0)] if len(history.created) else np.zeros(len(codes), np.int64)
+    created = history.created_at(codes, 0)
     return np.where((codes >= 0) & (created != NAT), (end - created) / DAY, np.nan)
 
 

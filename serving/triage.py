@@ -99,8 +99,7 @@ class Triage:
             return []
         X = report_features(recent, history)
         codes = history.account_codes(recent["reporter_id"])
-        created = np.where(codes >= 0, history.created[np.maximum(codes, 0)], np.iinfo(np.int64).min) \
-            if len(history.created) else np.full(len(codes), np.iinfo(np.int64).min)  # a new store: no account yet
+        created = history.created_at(codes, np.iinfo(np.int64).min)
         frame = recent.assign(
             reporter_age_days=X["reporter_age_days"].to_numpy(),
             reporter_accuracy=X["reporter_accuracy"].to_numpy(),
