@@ -1,10 +1,11 @@
 """What every benchmark suite takes: one small, typed config, built by `benchmarks.run` from the CLI."""
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from config.settings import Settings
 
 FULL_SIZES: tuple[int, ...] = (100_000, 1_000_000)
 TINY_SIZES: tuple[int, ...] = (2_000, 4_000)
@@ -28,7 +29,7 @@ class BenchConfig:
     tiny: bool = False
     work_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "docket-bench")
     seed: int = 7
-    postgres_url: str | None = field(default_factory=lambda: os.environ.get("DOCKET_TEST_POSTGRES_URL") or None)
+    postgres_url: str | None = field(default_factory=lambda: Settings.from_env().test_postgres_url)
     requests: int = 2_000
     duration_s: float = 30.0
     concurrency: tuple[int, ...] = (1, 8, 32)

@@ -5,7 +5,7 @@ the load generator (benchmarks.loadgen) and the event sender (this module's `mai
 benchmarks.live_bench`). One run simulates a marketplace and trains the models (benchmarks.online.prepare), then
 for SQLite and, when `postgres_url` is set, PostgreSQL (a fresh database per service, dropped afterwards):
 
-1. **ingest**: a service with two workers on an empty store takes the simulation's events (serving.events.
+1. **ingest**: a service with two workers on an empty store takes the simulation's events (serving.market.events.
    timeline, every kind but reports, in time order) through POST /events in batches of 500 from two clients as
    fast as they are answered; events/s, batches/s, p50/p99 per batch. Afterwards the store must hold each record
    exactly once (Market.tables() against the simulation: counts, keys, order facts).
@@ -222,7 +222,7 @@ def stored_once(stored: dict, expected: dict) -> dict:
 
     Returns {"ok", "counts": {table: [stored, expected]}, "problems": [...]}; order facts are compared per fact.
     """
-    from serving.events import ORDER_FACTS
+    from serving.market.events import ORDER_FACTS
 
     keys = {"accounts": "account_id", "orders": "order_id", "enforcements": "violation_id", "outcomes": "report_id"}
     counts, problems = {}, []
@@ -261,7 +261,7 @@ class Prepared:
 def _prepare(work: Path, config) -> Prepared:
     """Simulate, train (online.prepare, from the scratch folder so MLflow's files stay there), build the stream."""
     from features.io import load_tables
-    from serving.events import timeline
+    from serving.market.events import timeline
 
     n = SIM_REPORTS_TINY if config.tiny else SIM_REPORTS
     (work / "prep").mkdir(parents=True, exist_ok=True)
@@ -281,8 +281,8 @@ def _store(config, work: Path, store: str, purpose: str) -> Iterator[tuple[str, 
     """A fresh store (queue_bench's: a new SQLite file, or a new PostgreSQL database dropped afterwards), migrated,
     with an admin key: (url, key)."""
     from benchmarks.queue_bench import _store_url
-    from serving.auth import create_key
-    from serving.store import make_engine, migrate
+    from serving.api.auth import create_key
+    from serving.store.db import make_engine, migrate
 
     with _store_url(config, work, store, purpose) as url:
         engine = make_engine(url)
@@ -361,9 +361,9 @@ def event_steps(config, work: Path, prep: Prepared, store: str) -> list[dict]:
 
 
 def ingest(base: str, key: str, pid: int, url: str, prep: Prepared, work: Path, store: str) -> dict:
-    from serving.market import Market
-    from serving.penalty import load_policy
-    from serving.store import make_engine
+    from policy.file import load_policy
+    from serving.market.event_store import Market
+    from serving.store.db import make_engine
 
     bodies = batch_bodies(prep.events, INGEST_BATCH)
     bodies_file = work / f"ingest-{store}.json"
@@ -433,8 +433,8 @@ def single_events(base: str, key: str, pid: int, url: str, prep: Prepared, work:
     """One event per request from 8 clients (the load generator): the mix of the target, then each kind alone."""
     from sqlalchemy import func, select
 
-    from serving import tables as T
-    from serving.store import make_engine
+    from serving.store import tables as T
+    from serving.store.db import make_engine
 
     rows, first_order = [], 0
     n = config.requests + 4 * SINGLE_CLIENTS + 64  # more than a run sends: every measured body is a new event
@@ -648,10 +648,10 @@ def _history_main(argv: list[str]) -> None:
     p.add_argument("--out", required=True, type=Path)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    from serving.live_feed import LiveFeed
-    from serving.market import Market
-    from serving.penalty import load_policy
-    from serving.store import make_engine
+    from policy.file import load_policy
+    from serving.market.event_store import Market
+    from serving.market.live_feed import LiveFeed
+    from serving.store.db import make_engine
 
     engine = make_engine(a.database_url)
     t0 = time.perf_counter()

@@ -161,8 +161,9 @@ def _probe_model():
     training.models is imported first, as the server does, so that if this is the first LightGBM in the process,
     OpenMP still starts with the project's wait policy (later training in the same process depends on it).
     """
-    import training.models  # noqa: F401
     import lightgbm as lgb
+
+    import training.models  # noqa: F401
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2_000, 20))

@@ -9,7 +9,7 @@ machine wall time depends on the neighbours, CPU time much less (with 2 threads,
 what an idle 2-core machine would take for the parallel parts).
 
 Steps (rows are always the size, i.e. reports, so rows/s compare across steps):
-  simulate     features.simulate.simulate + write the Parquet tables
+  simulate     simulator.simulate.simulate + write the Parquet tables
   features     History.from_tables + report_features + order_features
   train_models the four LightGBM models (validity, severity, report fraud, order fraud) fitted and
                calibrated exactly as `docket train` fits them on the default windows; features excluded
@@ -31,6 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from benchmarks.config import BenchConfig
+from config.settings import Settings, process_environment
 
 STEPS: tuple[str, ...] = ("simulate", "features", "train_models", "train_full", "score")
 TARGET_SIZE = 1_000_000  # the targets are stated for 1M reports
@@ -82,7 +83,8 @@ def add_growth(rows: list[dict]) -> None:
 def _run_child(step: str, size: int, config: BenchConfig) -> dict:
     work = Path(config.work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    inherited = process_environment()
+    env = {**inherited, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), inherited.get("PYTHONPATH")])),
            "MLFLOW_TRACKING_URI": f"sqlite:///{work / f'mlflow-{size}.db'}", "DOCKET_SEED": str(config.seed)}
     log = work / f"{step}-{size}.log"
     started = time.perf_counter()
@@ -151,10 +153,10 @@ def _load(work: Path, size: int) -> tuple[dict, float]:
 
 def _simulate(size: int, work: Path) -> dict:
     from features.io import write_tables
-    from features.simulate import simulate
+    from simulator.simulate import simulate
 
     t0, c0 = time.perf_counter(), time.process_time()
-    tables = simulate(size, seed=int(os.environ.get("DOCKET_SEED", "7")))
+    tables = simulate(size, seed=Settings.from_env().seed)
     t1 = time.perf_counter()
     write_tables(tables, _data_dir(work, size))
     t2 = time.perf_counter()
@@ -163,7 +165,8 @@ def _simulate(size: int, work: Path) -> dict:
 
 
 def _features(size: int, work: Path) -> dict:
-    from features.build import History, order_features, report_features
+    from features.build import order_features, report_features
+    from features.history import History
 
     tables, load_s = _load(work, size)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -178,9 +181,9 @@ def _features(size: int, work: Path) -> dict:
 
 
 def _train_models(size: int, work: Path) -> dict:
-    from features import settings as S
+    from config import settings as S
     from training.evaluation_data import order_split, prepare, report_split
-    from training.rankers import fit_order_model, fit_report_models
+    from training.window_scoring import fit_order_model, fit_report_models
     from training.windows import resolve_windows
 
     tables, load_s = _load(work, size)
@@ -205,8 +208,8 @@ def _train_models(size: int, work: Path) -> dict:
 
 
 def _train_full(size: int, work: Path) -> dict:
-    from features import settings as S
-    from serving.queue_policy import load_queue_policy
+    from config import settings as S
+    from policy.file import load_queue_policy
     from training.train import train
 
     tables, load_s = _load(work, size)
@@ -218,7 +221,7 @@ def _train_full(size: int, work: Path) -> dict:
 
 
 def _score(size: int, work: Path) -> dict:
-    from features.build import History
+    from features.history import History
     from training.batch_scoring import score_batch
 
     tables, load_s = _load(work, size)

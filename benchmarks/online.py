@@ -41,7 +41,10 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from benchmarks import OMP_WAIT_POLICY as ORIGINAL_OMP_WAIT_POLICY  # read before anything imported training
+from benchmarks import (
+    OMP_WAIT_POLICY as ORIGINAL_OMP_WAIT_POLICY,  # read before anything imported training
+)
+from config.settings import process_environment
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -142,10 +145,10 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def prepare(work: Path, n_reports: int, seed: int) -> tuple[dict[str, str], str, dict]:
     """Data, a trained champion pair, an admin key; returns (server env, key, request bodies per case)."""
-    from features import settings as S
+    from config import settings as S
     from features.io import load_tables, write_tables
-    from features.simulate import simulate
-    from serving.queue_policy import load_queue_policy
+    from policy.file import load_queue_policy
+    from simulator.simulate import simulate
     from training.train import train
 
     data_dir = work / "data"
@@ -158,8 +161,8 @@ def prepare(work: Path, n_reports: int, seed: int) -> tuple[dict[str, str], str,
 
 
 def _admin_key(database_url: str) -> str:
-    from serving.auth import create_key
-    from serving.store import make_engine, migrate
+    from serving.api.auth import create_key
+    from serving.store.db import make_engine, migrate
 
     engine = make_engine(database_url)
     migrate(engine)
@@ -173,7 +176,8 @@ def request_bodies(tables: dict, seed: int) -> dict[tuple[str, str, int], list]:
 
     The model-only bodies are the same rows, in the same order, for Docket and MLflow.
     """
-    from features.build import History, order_features
+    from features.build import order_features
+    from features.history import History
     from training.registry import _plain
 
     rng = np.random.default_rng(seed)
@@ -249,10 +253,11 @@ def server_env(env: dict[str, str]) -> dict[str, str]:
     such variable unless its environment sets one, and the benchmark must serve as production does. So the
     inherited value is replaced by the one the environment had at start (benchmarks.OMP_WAIT_POLICY), or dropped.
     """
-    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    inherited = process_environment()
+    base = {k: v for k, v in inherited.items() if k != "OMP_WAIT_POLICY"}
     if ORIGINAL_OMP_WAIT_POLICY is not None:
         base["OMP_WAIT_POLICY"] = ORIGINAL_OMP_WAIT_POLICY
-    path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"  # mlflow execs `uvicorn` from PATH
+    path = f"{BIN}{os.pathsep}{inherited.get('PATH', '')}"  # mlflow execs `uvicorn` from PATH
     return {**base, **env, "PATH": path}
 
 
@@ -281,7 +286,7 @@ def serve_docket(env: dict[str, str], work: Path, log_name: str = "docket.log"):
 
 
 def serve_mlflow(env: dict[str, str], work: Path):
-    from features import settings as S
+    from config import settings as S
 
     port = _free_port()
     cmd = [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{S.FRAUD_MODEL}@{S.CHAMPION}",

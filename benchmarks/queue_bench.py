@@ -30,12 +30,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import func, insert, select, text
 
-from features import vocabulary as V
-from serving import tables as T
-from serving.queue import Queue, case_id_for
-from serving.queue_policy import load_queue_policy, rank_cases
 from benchmarks.online import report_records, serve_docket, tree_cpu_s
-from serving.store import make_engine, migrate, writing
+from features import vocabulary as V
+from policy.file import load_queue_policy
+from policy.queue import rank_cases
+from serving.queue.cases import Queue, case_id_for
+from serving.store import tables as T
+from serving.store.db import make_engine, migrate, writing
 
 RERANK_CASES, RERANK_CASES_TINY = 100_000, 2_000
 INTAKE_REPORTS, INTAKE_REPORTS_TINY = 10_000, 200
@@ -235,9 +236,9 @@ def intake(config, work: Path) -> list[dict]:
 
 def _intake_inputs(config, work: Path) -> tuple[Path, str, list[dict]]:
     """The simulated data set, a registry with trained models, and the reports to post (new ids, real accounts)."""
-    from features import settings as S
+    from config import settings as S
     from features.io import load_tables, write_tables
-    from features.simulate import simulate
+    from simulator.simulate import simulate
     from training.train import train
 
     n_sim = SIM_REPORTS_TINY if config.tiny else SIM_REPORTS
@@ -276,7 +277,7 @@ def _intake_store(url: str, store: str, data_dir: Path, mlflow_uri: str, request
                   work: Path) -> list[dict]:
     import httpx
 
-    from serving.auth import create_key
+    from serving.api.auth import create_key
 
     engine = make_engine(url)
     migrate(engine)

@@ -1,358 +1,350 @@
-"""Point-in-time lookups over event histories, vectorised.
+"""The accounts' history: every event of the raw tables, coded by account and indexed for window queries.
 
-Every history feature is "how many (or how much of) some event happened to
-account k in the window [t - w, t)". An `EventStream` keeps one kind of event
-sorted by (account, time) with running sums, so any batch of such questions is
-two binary searches per window. Times are whole seconds: events in the same
-second as the query count as simultaneous and are not seen. That one structure answers both the training
-batch (a million reports at once) and a single online request, which is what
-keeps the two paths identical. Events at exactly t are excluded: a report never
-sees itself or anything filed in the same second.
+`History.from_tables` codes the tables once (account and order ids to integers) and keeps one
+EventStream per kind of event (features.streams); the feature blocks in features.build ask it
+"how many of these happened to account k in [t - w, t)". A live history (features.live) answers the
+same questions with LayeredStreams, so training and serving share every lookup.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-NAT = np.iinfo(np.int64).min
-_TIME_BITS = 34  # seconds since 1970 fit until the year 2514
-_TIME_MASK = (1 << _TIME_BITS) - 1
-
-HOUR = 3600
-ARROW_LOOKUP_MIN_IDS = 10_000  # fewer ids than this are always looked up through the pandas index
-# At most this many ids are looked up one at a time in the index's hash table: building the pandas Index that
-# get_indexer takes costs ~150 us, which was a tenth of scoring one report; a lookup costs ~1 us.
-ONE_BY_ONE_MAX_IDS = 64
-SMALL_QUERY_ROWS = 4096  # a Query this small keeps its needles per window (see Query.__init__)
-DAY = 24 * HOUR
-
-
-def seconds(values: pd.Series | Sequence) -> np.ndarray:
-    """UTC timestamps as int64 seconds since the epoch; missing values become NAT. A plain sequence (of
-    tz-aware timestamps) goes through a DatetimeIndex: the same conversion, without a Series' cost."""
-    array = values.array if isinstance(values, pd.Series) else values
-    if isinstance(array, pd.arrays.DatetimeArray) and array.unit in _PER_SECOND:
-        # What .dt.as_unit("s") gives (it floors; NaT stays NaT) without the accessor's ~70 us: a refresh of
-        # the live history converts some twenty columns of a few rows.
-        ticks, per_second = array.asi8, _PER_SECOND[array.unit]
-        return np.array(ticks, dtype=np.int64) if per_second == 1 else np.where(ticks == NAT, NAT, ticks // per_second)
-    if not isinstance(values, pd.Series):
-        return np.asarray(pd.DatetimeIndex(values).as_unit("s").asi8, dtype=np.int64)
-    return np.asarray(values.dt.as_unit("s").array.asi8, dtype=np.int64)
-
-
-_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
-
-
-def column_values(frame: pd.DataFrame, name: str):
-    """frame[name]'s values as stored (a numpy array or a pandas ExtensionArray), to read only.
-
-    pandas 3 spends ~18 us building the Series frame[name] returns, and a refresh of the live history reads
-    some thirty columns of a few rows; this reads the stored array through pandas' own read-only accessor,
-    and falls back to the Series' array where that accessor is missing or `name` is not exactly one column.
-    The array is the frame's own memory, outside copy-on-write's tracking: derive new arrays from it, never
-    keep it (a later write to the frame would show through)."""
-    stored = getattr(frame, "_get_column_array", None)
-    if stored is not None:
-        at = frame.columns.get_loc(name)
-        if isinstance(at, int):
-            return stored(at)
-    return frame[name].array
-
-
-def values_of(column: pd.Series | Sequence) -> Sequence:
-    """A Series' array, or a plain sequence as it is: the features take a frame's columns or, for a request's
-    few reports, plain lists (building a frame and reading its columns back cost ~1 ms of a 6 ms pass)."""
-    return column.array if isinstance(column, pd.Series) else column
-
-
-def is_in(values: pd.Series | Sequence, among: pd.Series | Sequence) -> np.ndarray:
-    """Which of these ids are among those, as a numpy bool array, through Arrow: pandas' isin on Arrow-backed
-    text walks the other set in Python (34 ms for 4,000 ids against 40,000; 1.3 ms here)."""
-    def text(ids: pd.Series | Sequence) -> pa.Array:
-        ids = list(ids) if isinstance(ids, (set, frozenset)) else ids
-        return pa.array(ids).cast(pa.large_string()) if len(ids) else pa.array([], pa.large_string())
-    return pc.is_in(text(values), value_set=text(among)).to_numpy(zero_copy_only=False)
-
-
-def as_list(values: Sequence) -> list:
-    """The values as a Python list: iterating an Arrow-backed pandas array costs ~1.5 us a value, its tolist
-    a tenth of that."""
-    if isinstance(values, (np.ndarray, pd.api.extensions.ExtensionArray, pd.Series)):
-        return values.tolist()
-    return list(values)
-
-
-def codes_for(ids: pd.Series | Sequence, index: pd.Index, index_arrow: pa.Array | None = None) -> np.ndarray:
-    """Integer account codes for ids; -1 where the id is missing or unknown.
-
-    Given `index_arrow` (the index's ids as an Arrow array), a batch of more than a quarter as many ids as
-    the index holds is looked up by Arrow's hash lookup, which hashes the index afresh but never makes a
-    Python string per id: 2M buyer ids 0.84 -> 0.15 s. Same codes (the ids are unique).
-    """
-    if len(ids) <= ONE_BY_ONE_MAX_IDS:
-        return np.array([code_of(index, v) for v in as_list(values_of(ids))], dtype=np.int64)
-    if index_arrow is not None and len(ids) >= max(ARROW_LOOKUP_MIN_IDS, len(index) // 4):
-        found = pc.index_in(pa.array(values_of(ids), type=index_arrow.type), value_set=index_arrow)
-        return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    # An object Index of the values is the cheapest input get_indexer takes (missing values match nothing):
-    # converting the Series (astype, where) cost 3-10x more, which mattered on a one-report request.
-    return index.get_indexer(pd.Index(values_of(ids), dtype=object)).astype(np.int64)
-
-
-def code_of(index: pd.Index, key) -> int:
-    """One id's position in an index of unique string ids; -1 if it is missing, unknown or not a string."""
-    if not isinstance(key, str):
-        return -1
-    try:
-        code = index.get_loc(key)
-    except KeyError:
-        return -1
-    return code if isinstance(code, int) else -1  # ids are unique; anything else is not one row
-
-
-@dataclass(frozen=True)
-class Ids:
-    """Unique string ids and their integer codes: a frozen index (with its Arrow copy for large lookups) and the
-    ids added since, coded from len(index) on.
-
-    A live history grows by a few accounts and orders at a time; rebuilding a pandas index of every id for each
-    would cost as much as the lookups of a whole request, so additions live in a dict beside the index until the
-    next snapshot folds them in. Codes never change once given, so events coded earlier stay valid.
-    """
-
-    index: pd.Index
-    arrow: pa.Array
-    added: Mapping[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, ids: pd.Series | Sequence) -> "Ids":
-        return cls(pd.Index(pd.Series(values_of(ids), dtype=object), dtype=object),
-                   pa.array(pd.Series(values_of(ids), dtype=object), type=pa.large_string()))
-
-    def __len__(self) -> int:
-        return len(self.index) + len(self.added)
-
-    def code(self, key) -> int:
-        """One id's code, -1 if it is missing, unknown or not a string."""
-        found = code_of(self.index, key)
-        return self.added.get(key, -1) if found < 0 and self.added and isinstance(key, str) else found
-
-    def codes(self, ids: pd.Series | Sequence) -> np.ndarray:
-        """Codes for many ids, -1 where unknown (see codes_for)."""
-        if len(ids) <= ONE_BY_ONE_MAX_IDS:  # each a hash lookup (indexing an Arrow array costs ~10 us a value)
-            return np.array([self.code(v) for v in as_list(values_of(ids))], dtype=np.int64)
-        out = codes_for(ids, self.index, self.arrow)
-        if self.added:
-            missing = np.flatnonzero(out < 0)
-            if len(missing):
-                out[missing] = [self.added.get(v, -1) if isinstance(v, str) else -1
-                                for v in as_list(_pick(values_of(ids), missing))]
-        return out
-
-    def extended(self, new_ids: Iterable[str]) -> "Ids":
-        """These ids plus `new_ids` not already known, each given the next free code."""
-        added = dict(self.added)
-        new_ids = as_list(values_of(new_ids))
-        # Many ids are looked up in the index at once (one at a time, an unknown id costs ~3 us).
-        in_index = self.index.get_indexer(pd.Index(new_ids, dtype=object)) if len(new_ids) > ONE_BY_ONE_MAX_IDS \
-            else None
-        for i, key in enumerate(new_ids):
-            if isinstance(key, str) and key not in added \
-                    and (code_of(self.index, key) if in_index is None else in_index[i]) < 0:
-                added[key] = len(self.index) + len(added)
-        return self if len(added) == len(self.added) else Ids(self.index, self.arrow, added)
-
-    def all_ids(self) -> np.ndarray:
-        """Every id in code order."""
-        return np.concatenate([self.index.to_numpy(object), np.array(list(self.added), dtype=object)])
-
-
-def _pick(values: Sequence, rows: np.ndarray) -> Sequence:
-    """values[rows]: a numpy or pandas array takes them at once (indexing an Arrow array one value at a time
-    costs ~5 us a value), anything else one by one."""
-    if isinstance(values, (np.ndarray, pd.api.extensions.ExtensionArray)):
-        return values[rows]
-    return [values[int(i)] for i in rows]
-
-
-def _composite(keys: np.ndarray, times: np.ndarray) -> np.ndarray:
-    return (keys << _TIME_BITS) | (times & _TIME_MASK)
-
-
-class Query:
-    """Rows to look up: account keys and times, sorted once for all streams and windows.
-
-    Binary searches with sorted needles run about ten times faster (cache
-    locality), and (key, t - w) stays in (key, t) order for every window w,
-    so one sort serves every lookup. Bounds are cached per stream and window,
-    because a count and a sum over the same window share them.
-    """
-
-    def __init__(self, keys: np.ndarray, t: np.ndarray):
-        self.keys = np.asarray(keys, dtype=np.int64)
-        self.t = np.asarray(t, dtype=np.int64)
-        self.order = np.lexsort((self.t, self.keys))
-        self._keys = np.maximum(self.keys[self.order], 0)
-        self._t = self.t[self.order]
-        self._unknown = self.keys < 0
-        self._cache: dict[tuple[int, int | None], np.ndarray] = {}
-        # A request's few rows: per-call numpy overheads dominate, so the needles of each window are built once
-        # for all streams, and the sort and unknown-key fix-ups are skipped when there is nothing to undo
-        # (one report's pass made ~70 lookups of 8 numpy calls each).
-        small = len(self.keys) <= SMALL_QUERY_ROWS
-        self._needles: dict[int | None, np.ndarray] | None = {} if small else None
-        self._in_order = small and bool((self.order == np.arange(len(self.order))).all())
-        self._any_unknown = bool(self._unknown.any())
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def sorted_composite(self, offset: int | None) -> np.ndarray:
-        """(key, t - offset) composites in sorted order; offset None means time 0 (all the past)."""
-        t = np.zeros_like(self._t) if offset is None else np.maximum(self._t - offset, 0)
-        return _composite(self._keys, t)
-
-    def _needle(self, offset: int | None) -> np.ndarray:
-        if self._needles is None:
-            return self.sorted_composite(offset)
-        if offset not in self._needles:
-            self._needles[offset] = self.sorted_composite(offset)
-        return self._needles[offset]
-
-    def cached(self, stream: "EventStream", offset: int | None) -> np.ndarray:
-        """Index in `stream` of the first event at or after (key, t - offset), in query row order."""
-        slot = (id(stream), offset)
-        if slot not in self._cache:
-            pos_sorted = np.searchsorted(stream.composite, self._needle(offset), side="left")
-            if self._in_order:
-                pos = pos_sorted.astype(np.int32)  # streams hold < 2**31 events
-            else:
-                pos = np.empty(len(pos_sorted), dtype=np.int32)
-                pos[self.order] = pos_sorted
-            if self._any_unknown:
-                pos[self._unknown] = 0
-            self._cache[slot] = pos
-        return self._cache[slot]
+from features import vocabulary as V
+from features.streams import (
+    DAY,
+    NAT,
+    ONE_BY_ONE_MAX_IDS,
+    EventStream,
+    Ids,
+    as_list,
+    column_values,
+    seconds,
+    values_of,
+)
 
 
 @dataclass
-class EventStream:
-    """Events of one kind, keyed by account code, answerable by time window.
+class History:
+    """Everything known about accounts over time, indexed for window queries.
 
-    `values` are summed over a window (e.g. order amounts, valid flags); the
-    event count is always available. `flags` are per-event numbers kept as they
-    are (in stream order) for `count_where`. Events with a negative key or a
-    missing time are dropped at construction: they can never match a query.
+    The streams are EventStreams, or in a live history (features.live) LayeredStreams answering the same
+    questions; `order_times` holds arrays indexed by order code (or columns that index the same way).
     """
 
-    keys: np.ndarray
-    times: np.ndarray
-    values: dict[str, np.ndarray] = field(default_factory=dict)
-    flags: dict[str, np.ndarray] = field(default_factory=dict)
+    accounts: Ids
+    created: np.ndarray
+    verified: np.ndarray
+    is_seller: np.ndarray
+    orders: Ids
+    order_times: Mapping[str, np.ndarray]  # each order's amount, buyer and event times, by order code
+    reports_by_subject: EventStream
+    fraud_reports_by_subject: EventStream
+    reports_by_reporter: EventStream
+    outcomes_by_reporter: EventStream
+    outcomes_by_subject: EventStream
+    violations: dict[str, EventStream]
+    actions: dict[str, EventStream]
+    penalty_starts: EventStream
+    penalty_ends: EventStream
+    sold: EventStream
+    bought: EventStream
+    due: EventStream
+    cancels: EventStream
+    refunds: EventStream
+    seller_fraud: EventStream
+    buyer_fraud: EventStream
 
-    def __post_init__(self) -> None:
-        if len(self.keys) >= 2**31:
-            raise ValueError("an event stream holds at most 2**31 - 1 events")
-        if not len(self.keys):  # the same empty arrays, without sorting nothing (a live refresh builds many)
-            none = np.zeros(0, dtype=np.intp)
-            self.keys, self.times = self.keys[none], self.times[none]
-            self.composite, self.order = _composite(self.keys, self.times), none
-            self._cums = {name: np.zeros(1) for name in self.values}
-            self.flags = {name: np.asarray(v)[none] for name, v in self.flags.items()}
-            return
-        keep = (self.keys >= 0) & (self.times != NAT)
-        keys, times = self.keys[keep], self.times[keep]
-        composite = _composite(keys, times)
-        if len(times) and (times.min() < 0 or times.max() > _TIME_MASK):  # the composite would not sort by time
-            order = np.lexsort((times, keys))
-        else:  # the same order as lexsort by (key, time), 3x faster: one stable sort of the composites
-            order = np.argsort(composite, kind="stable")
-        self.keys, self.times, self.composite = keys[order], times[order], composite[order]
-        self._cums = {
-            name: np.concatenate(([0.0], np.cumsum(np.asarray(v, dtype=np.float64)[keep][order])))
-            for name, v in self.values.items()
-        }
-        self.order = np.flatnonzero(keep)[order]
-        self.flags = {name: np.asarray(v)[self.order] for name, v in self.flags.items()}
+    @classmethod
+    def from_tables(cls, tables: Mapping[str, pd.DataFrame]) -> "History":
+        """Index validated raw tables (see features.contract); missing optional tables count as empty."""
+        accounts = tables["accounts"]
+        ids = Ids.of(column_values(accounts, "account_id"))
+        return cls.from_coded(accounts, ids, Ids.of(_order_ids(tables)), code_tables(tables, ids))
 
-    def __len__(self) -> int:
-        return len(self.keys)
+    @classmethod
+    def from_coded(cls, accounts: pd.DataFrame, ids: Ids, order_ids: Ids, coded: Mapping[str, "Coded"]) -> "History":
+        """The History of tables already coded with `ids` (code_tables): what from_tables does after coding."""
+        return cls(accounts=ids, **account_state(accounts), orders=order_ids,
+                   order_times=order_state(coded["orders"], ids), **event_streams(coded, ids))
 
-    def bounds(self, q: Query, window: int | None) -> tuple[np.ndarray, np.ndarray]:
-        """[lo, hi) positions of each query key's events in [t - window, t); window None = all the past."""
-        hi = q.cached(self, 0)
-        lo = q.cached(self, window)
-        return lo, np.maximum(hi, lo)
+    def account_codes(self, ids: pd.Series) -> np.ndarray:
+        return self.accounts.codes(ids)
 
-    def count(self, q: Query, window: int | None = None) -> np.ndarray:
-        lo, hi = self.bounds(q, window)
-        return (hi - lo).astype(np.float64)
+    def created_at(self, codes: np.ndarray, missing: int) -> np.ndarray:
+        """Each account's creation time (epoch seconds) by code, `missing` where the code is -1; also when no
+        account is known at all (a new store)."""
+        known = codes >= 0
+        return np.where(known, padded(self.created)[np.where(known, codes, 0)], missing)
 
-    def total(self, name: str, q: Query, window: int | None = None) -> np.ndarray:
-        lo, hi = self.bounds(q, window)
-        cums = self._cums[name]
-        return cums[hi] - cums[lo]
+    def account_code(self, account_id: str) -> int:
+        """One account's code, -1 if unknown: a hash lookup, for checking one request's ids."""
+        return self.accounts.code(account_id)
 
-    def last_time(self, q: Query) -> np.ndarray:
-        """Time of each query key's latest event strictly before t (NAT if it has none)."""
-        lo, hi = self.bounds(q, None)
-        found = (hi > lo) & (q.keys >= 0)
-        return np.where(found, self.times[np.maximum(hi - 1, 0)] if len(self) else NAT, NAT)
+    def order_code(self, order_id: str) -> int:
+        return self.orders.code(order_id)
 
-    def count_where(self, q: Query, window: int, flag: str, threshold: np.ndarray) -> np.ndarray:
-        """Count window events whose flag `flag` is below each query's threshold.
-
-        Used for distinct counts: an event counts when the previous event of the
-        same pair fell before the window. The work is proportional to the
-        number of (query, event) pairs in the windows, which is small for short
-        windows even during a report spike.
-        """
-        lo, hi = self.bounds(q, window)
-        sizes = hi - lo
-        out = np.zeros(len(q), dtype=np.float64)
-        total = int(sizes.sum())
-        if total == 0:
-            return out
-        query = np.repeat(np.arange(len(q)), sizes)
-        starts = np.repeat(lo - np.concatenate(([0], np.cumsum(sizes)[:-1])), sizes)
-        idx = starts + np.arange(total)
-        hits = self.flags[flag][idx] < threshold[query]
-        return np.bincount(query, weights=hits, minlength=len(q)).astype(np.float64)
+    def order_codes(self, ids: pd.Series) -> np.ndarray:
+        return self.orders.codes(ids)
 
 
-@dataclass(frozen=True)
-class LayeredStream:
-    """A stream as it stood at a snapshot (`base`), plus the events added since (`plus`) minus the events
-    withdrawn since (`minus`): what a live history answers with (features.live).
+def account_state(accounts: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The accounts' static facts by account code (the accounts table's row order)."""
+    return {"created": seconds(column_values(accounts, "created_at")),
+            "verified": _numpy(column_values(accounts, "verified"), bool),
+            "is_seller": _label_codes(column_values(accounts, "role"), ("seller",)) == 0}
 
-    Counts, sums and flagged counts are sums over events, so base + plus - minus equals the answer of one
-    stream built from the current events, without rebuilding the base. An event is withdrawn only to be
-    added again with other derived values (an order whose facts arrived, a report whose pair gained a report),
-    never at another time, so the latest event before t is the later of the base's and the additions'.
+
+def order_state(orders: pd.DataFrame | "Coded", accounts: Ids) -> dict[str, np.ndarray]:
+    """Each order's amount, buyer and fact times by order code: plain arrays, not a frame (a frame column
+    lookup costs ~35 us, felt on one request)."""
+    coded = orders if isinstance(orders, Coded) else code_table("orders", orders, accounts)
+    return {name: coded[name] for name in ORDER_STATE}
+
+
+# The actions the enforcement record counts (History.actions).
+RECORD_ACTIONS: tuple[str, ...] = ("warning", "suspension", "ban")
+ORDER_STATE = ("amount", "buyer", "created", "ship_by", "shipped", "delivered", "cancelled", "refunded", "fraud_known")
+CODED_TABLES = ("orders", "reports", "enforcements", "outcomes")
+# Up to this many outcomes and reports together are joined through a dict; more through Arrow's hash join.
+SMALL_JOIN_ROWS = 4096
+
+
+class Coded(dict):
+    """One table's rows as `event_streams` reads them: one plain array per column, row-aligned.
+
+    Account ids are codes of the Ids the table was coded with (-1: unknown or missing), times int64 seconds
+    (NAT: missing), labels their position in a vocabulary (-1: any other value or missing); report ids, the
+    key outcomes join on, are kept as they are. Every column is a function of its own row alone, so the
+    coded rows of a concatenation are the concatenation of the coded rows: features.live keeps a
+    snapshot's tables coded and takes the rows a change touches with numpy instead of slicing frames.
+
+      orders        ORDER_STATE and seller
+      reports       report_id, subject, reporter, created, fraud_family (the category's family is fraud)
+      outcomes      report_id, resolved, valid, fraud (fraud_confirmed)
+      enforcements  account, decided, family (in V.FAMILIES), action (in RECORD_ACTIONS), action_days
     """
 
-    base: EventStream
-    plus: EventStream
-    minus: EventStream
 
-    def __len__(self) -> int:
-        return len(self.base) + len(self.plus) - len(self.minus)
+def code_tables(tables: Mapping[str, pd.DataFrame], ids: Ids) -> dict[str, Coded]:
+    """Every table `event_streams` reads, coded with `ids` (a missing table as empty)."""
+    return {name: code_table(name, tables.get(name), ids) for name in CODED_TABLES}
 
-    def count(self, q: Query, window: int | None = None) -> np.ndarray:
-        return self.base.count(q, window) + self.plus.count(q, window) - self.minus.count(q, window)
 
-    def total(self, name: str, q: Query, window: int | None = None) -> np.ndarray:
-        return self.base.total(name, q, window) + self.plus.total(name, q, window) - self.minus.total(name, q, window)
+def code_table(name: str, frame: pd.DataFrame | None, ids: Ids) -> Coded:
+    """One validated contract table's rows as `event_streams` reads them (see Coded); None or no rows: empty.
 
-    def last_time(self, q: Query) -> np.ndarray:
-        return np.maximum(self.base.last_time(q), self.plus.last_time(q))
+    A frame's column costs ~20 us to fetch and a Series conversion as much again, so a refresh's few rows
+    are coded element by element where pandas would cost more than the work (one code path either way:
+    each column is the same function of its row)."""
+    if frame is None or not len(frame):
+        return Coded(_empty_coded(name))
+    column = lambda col: column_values(frame, col)  # noqa: E731
+    if name == "orders":
+        return Coded(
+            amount=_numpy(column("amount"), np.float64), buyer=ids.codes(column("buyer_id")),
+            created=seconds(column("created_at")), ship_by=seconds(column("ship_by")),
+            shipped=seconds(column("shipped_at")), delivered=seconds(column("delivered_at")),
+            cancelled=seconds(column("cancelled_at")), refunded=seconds(column("refunded_at")),
+            fraud_known=seconds(column("fraud_known_at")), seller=ids.codes(column("seller_id")))
+    if name == "reports":
+        return Coded(report_id=column("report_id"), subject=ids.codes(column("subject_id")),
+                     reporter=ids.codes(column("reporter_id")), created=seconds(column("created_at")),
+                     fraud_family=_is_fraud_category(column("category")))
+    if name == "outcomes":
+        return Coded(report_id=column("report_id"), resolved=seconds(column("resolved_at")),
+                     valid=_numpy(column("valid"), bool), fraud=_numpy(column("fraud_confirmed"), bool))
+    if name == "enforcements":
+        return Coded(account=ids.codes(column("account_id")), decided=seconds(column("decided_at")),
+                     family=_label_codes(column("family"), V.FAMILIES),
+                     action=_label_codes(column("action"), RECORD_ACTIONS),
+                     action_days=_numpy(column("action_days"), np.int64))
+    raise KeyError(f"event_streams reads no table {name!r}")
 
-    def count_where(self, q: Query, window: int, flag: str, threshold: np.ndarray) -> np.ndarray:
-        return (self.base.count_where(q, window, flag, threshold) + self.plus.count_where(q, window, flag, threshold)
-                - self.minus.count_where(q, window, flag, threshold))
+
+_EMPTY_CODED: dict[str, dict[str, np.ndarray]] = {}
+
+
+def _empty_coded(name: str) -> dict[str, np.ndarray]:
+    """A table with no rows, coded: built once per table (read-only arrays, shared by every caller)."""
+    if name not in _EMPTY_CODED:
+        kinds = {
+            "orders": {**dict.fromkeys(ORDER_STATE, np.int64), "amount": np.float64, "seller": np.int64},
+            "reports": {"report_id": object, "subject": np.int64, "reporter": np.int64, "created": np.int64,
+                        "fraud_family": bool},
+            "outcomes": {"report_id": object, "resolved": np.int64, "valid": bool, "fraud": bool},
+            "enforcements": {"account": np.int64, "decided": np.int64, "family": np.int8, "action": np.int8,
+                             "action_days": np.int64},
+        }[name]
+        columns = {col: np.zeros(0, dtype=dtype) for col, dtype in kinds.items()}
+        for values in columns.values():
+            values.flags.writeable = False
+        _EMPTY_CODED[name] = columns
+    return _EMPTY_CODED[name]
+
+
+def _order_ids(tables: Mapping[str, pd.DataFrame]) -> Sequence:
+    orders = tables.get("orders")
+    return [] if orders is None else column_values(orders, "order_id")
+
+
+def _numpy(values, dtype) -> np.ndarray:
+    """A column's stored values (column_values) as a new numpy array of `dtype`, as Series.to_numpy(dtype)
+    gives them (a copy: the stored array is the frame's own memory)."""
+    return np.array(values, dtype=dtype) if isinstance(values, np.ndarray) else values.to_numpy(dtype=dtype, copy=True)
+
+
+def _is_fraud_category(categories: Sequence) -> np.ndarray:
+    """Whether each report's category belongs to the fraud family (unknown or missing: no)."""
+    return _lookup(categories, lambda c: V.CATEGORY_FAMILY.get(c) == "fraud", bool)
+
+
+def _label_codes(values: Sequence, labels: Sequence[str]) -> np.ndarray:
+    """Each value's position in `labels`, -1 for any other value or a missing one."""
+    where = {label: i for i, label in enumerate(labels)}
+    return _lookup(values, lambda v: where.get(v, -1), np.int8)
+
+
+def _lookup(values: Sequence, of, dtype) -> np.ndarray:
+    """of(value) for each value (missing values included), as an array of `dtype`: one by one for a few,
+    else once per distinct value (pandas' map or a comparison per label cost 0.4-3 ms at any size, and the
+    distinct values of a label column are few)."""
+    if len(values) <= ONE_BY_ONE_MAX_IDS:
+        return np.array([of(v) for v in as_list(values)], dtype=dtype)
+    codes, distinct = pd.factorize(values)  # missing values: code -1, the last entry below
+    return np.array([of(v) for v in as_list(distinct)] + [of(np.nan)], dtype=dtype)[codes]
+
+
+def event_streams(tables: Mapping[str, pd.DataFrame | Coded], ids: Ids) -> dict[str, EventStream]:
+    """Every event stream of a History, keyed by the codes of `ids`.
+
+    `tables` holds validated contract tables or the same coded with `ids` (code_table); a missing one counts
+    as empty. Only rows of the same table are combined here, and only within a group: an order's new-pair
+    flag within its buyer and seller, a report's distinct-reporter flag within its subject and reporter, an
+    outcome through its report, an order's fulfilment events within the order. A live history
+    (features.live) relies on that to rebuild the streams of just the groups that changed.
+    """
+    orders, reports, enforcements, outcomes = (
+        table if isinstance(table := tables.get(name), Coded) else code_table(name, table, ids)
+        for name in ("orders", "reports", "enforcements", "outcomes"))
+
+    seller, buyer, created = orders["seller"], orders["buyer"], orders["created"]
+    ship_by, shipped, cancelled_at = orders["ship_by"], orders["shipped"], orders["cancelled"]
+    cancelled_before_due = (cancelled_at != NAT) & (cancelled_at <= ship_by)
+    missed = ((shipped == NAT) | (shipped > ship_by)) & ~cancelled_before_due
+    due_at = np.where(cancelled_before_due, NAT, ship_by)
+    fraud_known = orders["fraud_known"]
+    amount = orders["amount"]
+    new_pair = _first_of_pair(buyer, seller, created).astype(np.float64)
+
+    subject, reporter, report_t = reports["subject"], reports["reporter"], reports["created"]
+    fraud_family = reports["fraud_family"]
+
+    # Outcomes joined with their reports, in outcome order (an inner one-to-one join).
+    report_of = _rows_by_key(outcomes["report_id"], reports["report_id"])
+    joined = np.flatnonzero(report_of >= 0)
+    report_of = report_of[joined]
+    resolved = outcomes["resolved"][joined]
+    valid = outcomes["valid"][joined].astype(np.float64)
+    fraud = outcomes["fraud"][joined].astype(np.float64)
+    return {
+        "reports_by_subject": EventStream(subject, report_t,
+                                          flags={"pair_prev": _previous_same_pair(subject, reporter, report_t)}),
+        "fraud_reports_by_subject": EventStream(subject[fraud_family], report_t[fraud_family]),
+        "reports_by_reporter": EventStream(reporter, report_t),
+        "outcomes_by_reporter": EventStream(reporter[report_of], resolved, {"valid": valid}),
+        "outcomes_by_subject": EventStream(subject[report_of], resolved, {"valid": valid, "fraud": fraud}),
+        "violations": {fam: _stream_where(enforcements, enforcements["family"] == i)
+                       for i, fam in enumerate(V.FAMILIES)},
+        "actions": {act: _stream_where(enforcements, enforcements["action"] == i)
+                    for i, act in enumerate(RECORD_ACTIONS)},
+        **_penalty_streams(enforcements),
+        "sold": EventStream(seller, created, {"amount": amount, "new_pair": new_pair}),
+        "bought": EventStream(buyer, created, {"amount": amount, "new_pair": new_pair}),
+        "due": EventStream(seller, due_at, {"missed": missed.astype(np.float64)}),
+        "cancels": EventStream(seller, cancelled_at),
+        "refunds": EventStream(seller, orders["refunded"]),
+        "seller_fraud": EventStream(seller, fraud_known),
+        "buyer_fraud": EventStream(buyer, fraud_known),
+    }
+
+
+def _rows_by_key(keys: Sequence, among: Sequence) -> np.ndarray:
+    """The position in `among` of each of `keys`, -1 where none: outcomes joined with their reports, one to
+    one. Duplicate keys on either side raise MergeError, as the pandas merge this replaces (validate=
+    "one_to_one") did; missing keys match each other, as they did there. That merge cost ~3.5 ms even for
+    a refresh's few rows and 30 ms at 20,000 reports: a few rows go through a dict, more through Arrow's
+    hash lookup (5x faster than the merge), keys that are not strings through a pandas index."""
+    if len(keys) + len(among) <= SMALL_JOIN_ROWS:
+        keys, among = as_list(keys), as_list(among)
+        where = dict(zip(among, range(len(among))))
+        _one_to_one(len(where) == len(among) and len(set(keys)) == len(keys))
+        return np.array([where.get(k, -1) for k in keys], dtype=np.int64)
+    try:
+        keys, among = (pa.array(values_of(v), type=pa.large_string(), from_pandas=True) for v in (keys, among))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        keys, among = pd.Index(values_of(keys)), pd.Index(values_of(among))
+        _one_to_one(keys.is_unique and among.is_unique)
+        return among.get_indexer(keys).astype(np.int64)
+    _one_to_one(pc.count_distinct(among, mode="all").as_py() == len(among)
+                and pc.count_distinct(keys, mode="all").as_py() == len(keys))
+    return pc.index_in(keys, value_set=among).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _one_to_one(unique: bool) -> None:
+    if not unique:
+        raise pd.errors.MergeError("Merge keys are not unique in either left or right dataset; not a one-to-one merge")
+
+
+def _previous_same_pair(subject: np.ndarray, reporter: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """For each report, when the same reporter last reported the same subject (NAT if never).
+
+    Reports without a reporter get +inf so they never count as a distinct reporter.
+    """
+    order = np.lexsort((t, reporter, subject))
+    s, r, tt = subject[order], reporter[order], t[order]
+    same = np.zeros(len(order), dtype=bool)
+    same[1:] = (s[1:] == s[:-1]) & (r[1:] == r[:-1])
+    prev_sorted = np.where(same, np.concatenate(([NAT], tt[:-1])), NAT)
+    prev_sorted = np.where(r < 0, np.iinfo(np.int64).max, prev_sorted)
+    prev = np.empty_like(prev_sorted)
+    prev[order] = prev_sorted
+    return prev
+
+
+def _first_of_pair(buyer: np.ndarray, seller: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """For each order, whether it is the first between its buyer and seller (ties in time: the first row).
+
+    An order with an unknown buyer or seller (a live order naming an account not seen yet) is a pair of its
+    own: unknown accounts are not one account."""
+    order = np.lexsort((np.arange(len(t)), t, seller, buyer))
+    b, s = buyer[order], seller[order]
+    first_sorted = np.ones(len(order), dtype=bool)
+    first_sorted[1:] = (b[1:] != b[:-1]) | (s[1:] != s[:-1]) | (b[1:] < 0) | (s[1:] < 0)
+    first = np.empty_like(first_sorted)
+    first[order] = first_sorted
+    return first
+
+
+def _stream_where(enforcements: Coded, mask: np.ndarray) -> EventStream:
+    return EventStream(enforcements["account"][mask], enforcements["decided"][mask])
+
+
+def _penalty_streams(enforcements: Coded) -> dict[str, EventStream]:
+    """Starts and ends of time-limited actions: active at t = started before t minus ended by t."""
+    timed = enforcements["action_days"] > 0
+    keys = enforcements["account"][timed]
+    start = enforcements["decided"][timed]
+    end = start + enforcements["action_days"][timed] * DAY
+    # An end exactly at t means the penalty is over at t, so ends count from t + 1.
+    return {"penalty_starts": EventStream(keys, start), "penalty_ends": EventStream(keys, end - 1)}
+
+
+def padded(values: np.ndarray) -> np.ndarray:
+    """An account column that can be indexed at 0 even with no accounts yet (a new store: every key is -1)."""
+    return values if len(values) else np.zeros(1, dtype=values.dtype)

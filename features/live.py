@@ -24,7 +24,7 @@ arrays with numpy, and only the changes themselves are read from frames. At 20,0
 changed row costs ~1.5 ms (it was ~38 ms when the touched rows were sliced and concatenated as frames), with a
 few hundred ~5 ms, growing linearly.
 
-Pure: tables in, History out. The service feeds it what its store delivers (serving.live_feed).
+Pure: tables in, History out. The service feeds it what its store delivers (serving.market.live_feed).
 """
 from __future__ import annotations
 
@@ -34,8 +34,23 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.build import CODED_TABLES, Coded, History, account_state, code_table, code_tables, event_streams
-from features.history import Ids, LayeredStream, code_of, codes_for, column_values, is_in
+from features.history import (
+    CODED_TABLES,
+    Coded,
+    History,
+    account_state,
+    code_table,
+    code_tables,
+    event_streams,
+)
+from features.streams import (
+    Ids,
+    LayeredStream,
+    code_of,
+    codes_for,
+    column_values,
+    is_in,
+)
 from features.validate import empty_table
 
 TABLES = ("accounts", "orders", "reports", "enforcements", "outcomes")

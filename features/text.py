@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.history import values_of
+from features.streams import values_of
 
 # name -> (regex, meaning). Word boundaries keep "address" from matching "addressed".
 LEXICONS: dict[str, tuple[str, str]] = {

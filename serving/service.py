@@ -1,14 +1,14 @@
 """Docket's BentoML service: a thin HTTP face over the scorer, the queue, the ledger and the event store.
 
 Opening the store, the ledger and the queue is quick and happens in __init__.
-Reading the history from the store (serving.live_feed; a store holding no marketplace
+Reading the history from the store (serving.market.live_feed; a store holding no marketplace
 data yet is first filled from DOCKET_DATA_DIR, as `docket import` would) and loading
 the champion models run in a background thread: /livez answers at once, /readyz says
 503 until models are loaded, intake already works once history is there (rules-only
 priority), and a sweep rescores rules-scored reports as soon as models arrive. If no
 champion exists yet, loading is retried, so a first training makes a waiting
 service ready without a restart. Every route but /livez, /readyz and /metrics
-needs an API key (serving/auth.py). The history then follows the store: every event
+needs an API key (serving/api/auth.py). The history then follows the store: every event
 committed by any worker is in the next scoring pass of every worker.
 
 The same thread then follows the champion aliases: every DOCKET_RELOAD_SECONDS
@@ -23,43 +23,32 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import bentoml
-from bentoml.validators import ContentType
-from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
 
 with bentoml.importing():
-    from features import settings as S
-    from features.build import History
+    from config import settings as S
+    from features.history import History
     from features.io import load_tables
-    from serving import event_routes, penalty, queue_routes  # noqa: F401  (register their routes)
-    from serving.auth import AuthMiddleware, Keys
-    from serving.batching import Coalescer
-    from serving.ledger import Ledger
-    from serving.ledger_routes import actor_of
-    from serving.ledger_routes import app as http_app
-    from serving.live_feed import LiveFeed
-    from serving.market import Market
-    from serving.events import ORDERS_IN
-    from serving.monitors import MonitorConfig, fulfillment_reports, run_monitors, transaction_reports
-    from serving.penalty_request import parse_penalty_request
-    from serving.queue import Queue, case_id_for
-    from serving.queue_policy import load_queue_policy
-    from serving.requests import RequestError, records_frame
-    from serving.score_routes import ScoreRoutes
-    from serving.runtime import Reload, Runtime, load_scorer, reload
-    from serving.store import append_audit, make_engine, migrate, writing
-    from serving.triage import Triage
-    from training.registry import ModelNotFound
+    from policy.file import load_policy_file
+    from serving.api.app import make_app
+    from serving.api.auth import AuthMiddleware, Keys
+    from serving.api.errors import NotReady
+    from serving.enforcement.ledger import Ledger
+    from serving.input_checks import records_frame
+    from serving.market.event_store import Market
+    from serving.market.events import ORDERS_IN
+    from serving.market.live_feed import LiveFeed
+    from serving.queue.cases import Queue, case_id_for
+    from serving.queue.intake import Triage
+    from serving.queue.monitors import MonitorConfig, fulfillment_reports, run_monitors, transaction_reports
+    from serving.scoring.batching import Coalescer
+    from serving.scoring.runtime import Reload, Runtime, load_scorer, reload
+    from serving.store.db import append_audit, make_engine, migrate, writing
 
 log = logging.getLogger("docket.service")
-# What the API routes return. Naming the media type matters for speed: for a bare `Any` BentoML derives it
-# from the output model's JSON schema on every response (profiled: 6% of a worker's CPU under load).
-JSON = Annotated[Any, ContentType("application/json")]
 RETRY_SECONDS = 5.0
 
 
@@ -73,14 +62,15 @@ _UNTRACED = [] if _SETTINGS.trace_scoring else ["/score$", "/rank$"]  # regexes 
 
 @bentoml.service(name="docket", traffic={"timeout": 60}, workers=_SETTINGS.workers,
                  tracing={"excluded_urls": _UNTRACED} if _UNTRACED else {})
-@bentoml.mount_asgi_app(http_app, path="/")
+@bentoml.mount_asgi_app(make_app(), path="/")
 class Docket:
     def __init__(self) -> None:
-        self.settings = S.Settings.from_env()
+        self.settings = _SETTINGS
         self.engine = engine = make_engine(self.settings.database_url)
         migrate(engine)
-        qp = load_queue_policy()
-        self.ledger = Ledger(engine, penalty.load_policy())
+        policy = load_policy_file(self.settings.policy_file)
+        qp = policy.queue
+        self.ledger = Ledger(engine, policy.penalty)
         self.queue = Queue(engine, qp, self.ledger)
         self.triage = Triage(self.queue, qp, self.settings.max_batch)
         self.market = Market(engine, self.ledger.policy)
@@ -250,60 +240,21 @@ class Docket:
     def __is_ready__(self) -> bool:
         return self.runtime is not None
 
-    @staticmethod
-    def _invalid(ctx: bentoml.Context, err: RequestError) -> dict:
-        ctx.response.status_code = 422
-        return err.body()
 
-    def _unavailable(self, ctx: bentoml.Context) -> dict:
-        ctx.response.status_code = 503
-        return _not_loaded_body(self)
-
-    def _answer(self, ctx: bentoml.Context, work: Callable[[Runtime], Any]) -> Any:
-        """Run `work` on the loaded runtime, turning a missing runtime or a bad request into its HTTP status.
-
-        BentoML's own exception rendering cannot carry a per-field list, so the
-        status is set on the context and the error body returned directly.
-        """
-        if self.runtime is None:
-            return self._unavailable(ctx)
-        try:
-            return work(self.runtime)
-        except RequestError as err:
-            return self._invalid(ctx, err)
-
-    async def scored(self, reports: Any) -> tuple[int, Any]:
-        """(HTTP status, body) for POST /score and /rank (serving/score_routes.py): a request's reports scored
-        in request order (validity, severity, fraud risk, priority, reasons), or the error saying why not.
+    async def scored(self, reports: Any) -> list[dict]:
+        """A request's reports scored in request order (validity, severity, fraud risk, priority, reasons), for
+        POST /score and /rank (serving/api/scoring.py); NotReady while models load, RequestError naming bad fields.
 
         Validation runs here, per request, so a 422 names this request's fields; the valid reports then join
-        whatever other requests are waiting for the scoring thread (serving/batching.py). The runtime is
+        whatever other requests are waiting for the scoring thread (serving/scoring/batching.py). The runtime is
         taken once, so a reload mid-request cannot mix two model versions in one answer.
         """
         runtime = self.runtime
         if runtime is None:
-            return 503, _not_loaded_body(self)
-        try:
-            rows = runtime.check(reports)
-        except RequestError as err:
-            return 422, err.body()
-        return 200, await self.scoring.submit_async(id(runtime), [(runtime, row) for row in rows])
+            raise NotReady("models are", self.load_error)
+        rows = runtime.check(reports)
+        return await self.scoring.submit_async(id(runtime), [(runtime, row) for row in rows])
 
-    @bentoml.api(route="/predict/fraud")
-    def predict_fraud(self, ctx: bentoml.Context, dataframe_split: Any = None) -> JSON:
-        """Fraud risk of feature rows in MLflow's `dataframe_split` shape: the fraud model only (no features, no
-        reasons), the same work as `mlflow models serve` of docket-fraud."""
-        return self._answer(ctx, lambda rt: rt.predict_fraud(dataframe_split))
-
-    @bentoml.api(route="/penalty")
-    def penalty(self, ctx: bentoml.Context, as_of: Any = None, account: Any = None, violation: Any = None,
-                history: Any = None) -> JSON:
-        """What the penalty mapper decides for this violation given this record; changes nothing."""
-        try:
-            when, acc, vio, past = parse_penalty_request(as_of, account, violation, history)
-        except RequestError as err:
-            return self._invalid(ctx, err)
-        return penalty.decide(when, acc, vio, past, self.ledger.policy).to_dict()
 
 
 def seed_store(market: Market, triage: Triage, data_dir) -> None:
@@ -312,7 +263,7 @@ def seed_store(market: Market, triage: Triage, data_dir) -> None:
     from pathlib import Path
 
     from features.io import table_files
-    from serving.store import exclusive
+    from serving.store.db import exclusive
 
     if not market.is_empty() or not Path(data_dir).is_dir() or not table_files(Path(data_dir)):
         return
@@ -325,36 +276,4 @@ def seed_store(market: Market, triage: Triage, data_dir) -> None:
         log.info("store filled from %s: %s", data_dir, counts)
 
 
-def _not_loaded_body(svc: Docket) -> dict:
-    return {"error": f"models are not loaded yet ({svc.load_error or 'loading'})"}
-
-
-def _not_loaded(svc: Docket) -> JSONResponse:
-    return JSONResponse(_not_loaded_body(svc), status_code=503)
-
-
-@http_app.post("/admin/reload")
-def admin_reload(request: Request, svc: Any = Depends(bentoml.get_current_service)):
-    """Pick up the champion models now (admin). 503 keeps the old models serving and says why."""
-    if svc.runtime is None:
-        return _not_loaded(svc)
-    try:
-        done = svc.reload_models(actor=actor_of(request))
-    except ModelNotFound as err:
-        return JSONResponse({"error": f"no champion to reload: {err}",
-                             "model_versions": svc.runtime.scorer.model_versions}, status_code=503)
-    except Exception as err:  # loading failed: the old models keep serving
-        return JSONResponse({"error": f"could not load the champion models ({type(err).__name__}: {err})",
-                             "model_versions": svc.runtime.scorer.model_versions}, status_code=503)
-    return {"model_versions": done.runtime.scorer.model_versions, "changed": done.changed,
-            "previous": done.previous, "loaded_at": done.runtime.loaded_at.isoformat()}
-
-
-@http_app.get("/models")
-def serving_models(svc: Any = Depends(bentoml.get_current_service)):
-    """The model versions serving and when they were loaded."""
-    return svc.models() or _not_loaded(svc)
-
-
-Docket.add_asgi_middleware(AuthMiddleware, keys_factory=lambda: Keys(make_engine(S.Settings.from_env().database_url)))
-Docket.add_asgi_middleware(ScoreRoutes)  # after (inside) authentication
+Docket.add_asgi_middleware(AuthMiddleware, keys_factory=lambda: Keys(make_engine(_SETTINGS.database_url)))

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 
-from features import settings as S
+from config import settings as S
 from features.io import load_tables, write_tables
-from features.simulate import simulate
-from serving.store import make_engine, migrate
+from serving.store.db import make_engine, migrate
+from simulator.simulate import simulate
 
 SMALL_REPORTS = 20_000
 SEED = 11
@@ -55,7 +55,7 @@ def settings(data_dir, mlflow_uri) -> S.Settings:
 @pytest.fixture(scope="session")
 def trained(tables, settings):
     """A real training run registered in a throwaway MLflow registry (the first, so champion too)."""
-    from serving.queue_policy import load_queue_policy
+    from policy.file import load_queue_policy
     from training.train import train
 
     return train(tables, settings, rules=load_queue_policy())
@@ -163,7 +163,7 @@ def make_keys(database_url: str) -> dict[str, str]:
     """One API key per role in the given store (migrated first)."""
     from datetime import UTC, datetime
 
-    from serving.auth import ROLES, create_key
+    from serving.api.auth import ROLES, create_key
 
     engine = make_engine(database_url)
     migrate(engine)

@@ -7,13 +7,11 @@ the raw report fields. The oracle (the simulator's true probabilities) is the
 ceiling, so a model's average precision can be read as a share of what is
 possible; training.evaluation puts them side by side on one test window.
 
-The rules baseline recomputes serving's rules-only priority from the weights
-(training may not import from serving); a test checks the numbers are identical.
+The rules baseline is the live queue's rules-only priority itself (policy.queue.rules_priority).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -25,19 +23,11 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
-from features import vocabulary as V
+from policy.queue import rules_priority
 
 RAW_REPORT_FIELDS = ["reporter_type", "channel", "category"]
 ORACLE = "oracle"
 
-
-class RulesWeights(Protocol):
-    """The part of serving's QueuePolicy the rules baseline needs (any object with these attributes)."""
-
-    reporter_weight: dict[str, float]
-    category_severity: dict[str, float]
-    record_step: float
-    record_cap: int
 
 
 def fifo_scores(created_at_seconds: np.ndarray) -> np.ndarray:
@@ -45,35 +35,10 @@ def fifo_scores(created_at_seconds: np.ndarray) -> np.ndarray:
     return -np.asarray(created_at_seconds, float)
 
 
-def rules_priority_from_weights(
-    reporter_type: pd.Series, category: pd.Series, record: np.ndarray,
-    reporter_weight: Mapping[str, float], category_severity: Mapping[str, float],
-    record_step: float, record_cap: int,
-) -> np.ndarray:
-    """0-100: reporter weight x category severity x (1 + step x capped violation record), scaled by its maximum.
-
-    The same formula and rounding as serving.queue_policy.rules_priority, with the
-    weights passed in, so training can score the rules without importing serving.
-    """
-    reporter = pd.Series(reporter_type).astype(object).map(reporter_weight).to_numpy(float)
-    severity = pd.Series(category).astype(object).map(category_severity).to_numpy(float)
-    factor = 1.0 + record_step * np.minimum(np.asarray(record, float), record_cap)
-    top = 1.0 + record_step * record_cap
-    return np.round(100.0 * reporter * severity * factor / top, 4)
 
 
-def subject_record(features: pd.DataFrame) -> np.ndarray:
-    """The subject's violations in the last 180 days, all families together: the record the rules count."""
-    return sum(features[f"subject_violations_{fam}_180d"].to_numpy(float) for fam in V.FAMILIES)
 
-
-def rules_scores(reports: pd.DataFrame, features: pd.DataFrame, queue_policy: RulesWeights) -> np.ndarray:
-    """The queue's rules-only priority for each report (reports need reporter_type and category)."""
-    return rules_priority_from_weights(
-        reports["reporter_type"], reports["category"], subject_record(features),
-        queue_policy.reporter_weight, queue_policy.category_severity,
-        queue_policy.record_step, queue_policy.record_cap,
-    )
+rules_scores = rules_priority  # the rules ranker: the live queue's rules-only priority (reports, features, policy)
 
 
 def _categorical_columns(X: pd.DataFrame) -> list[str]:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.build import History, columns_matrix, report_columns
+from features.build import columns_matrix, report_columns
+from features.history import History
 from training.models import BinaryModel, MulticlassModel
 from training.scoring import priority
 

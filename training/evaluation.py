@@ -15,15 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from features.history import DAY
-from training import rankers as R
-from training.baselines import ORACLE, RulesWeights
+from features.streams import DAY
+from policy.queue import QueuePolicy
+from training import window_scoring as R
+from training.baselines import ORACLE
 from training.evaluation_data import Prepared, Rows, Split, order_split, report_split
 from training.metrics import (
     binary_metrics,
@@ -45,13 +45,6 @@ REPLAY_MAX_REPORTS = 20_000  # the latest reports of a bigger test window are re
 MIN_TRAIN_POSITIVES = 5
 
 
-class QueueRules(RulesWeights, Protocol):
-    """What the evaluation needs from serving's QueuePolicy: goals, aging and the rules' weights."""
-
-    goals_hours: dict[str, float]
-    aging_points_per_goal: float
-    aging_cap_points: float
-
 
 @dataclass(frozen=True)
 class Options:
@@ -71,7 +64,7 @@ class Evaluation:
     replays: pd.DataFrame | None = None  # one row per capacity x ordering: urgent mean / p90 minutes
 
 
-def evaluate(prep: Prepared, windows: Windows, rules: QueueRules | None, options: Options = Options(),
+def evaluate(prep: Prepared, windows: Windows, rules: QueuePolicy | None, options: Options = Options(),
              on_step: Callable[[str], None] = lambda step: None, keep_rows: bool = True) -> Evaluation:
     """Fit on `windows`' training window, measure on its test window (see the module docstring).
 
@@ -159,7 +152,7 @@ def _oracle_shares(rankers: dict, metrics: Sequence[str]) -> None:
             row[f"share_of_oracle_{metric}"] = row[metric] / best if best else None
 
 
-def _evaluate_reports(ev: Evaluation, split: Split, rules: QueueRules | None, options: Options) -> None:
+def _evaluate_reports(ev: Evaluation, split: Split, rules: QueuePolicy | None, options: Options) -> None:
     models = R.fit_report_models(split, options.seed, options.threads)
     scores = R.score_reports(models, split, rules, options.seed)
     ev.report_models = models
@@ -211,7 +204,7 @@ def _evaluate_orders(ev: Evaluation, split: Split, options: Options) -> None:
     ev.curves["fraud (orders)"] = {n: (y, s) for n, (s, _) in scored.items()}
 
 
-def queue_replay(test: Rows, scores: dict[str, R.ReportScores], rules: QueueRules, windows: Windows,
+def queue_replay(test: Rows, scores: dict[str, R.ReportScores], rules: QueuePolicy, windows: Windows,
                  capacities: Sequence[float]) -> tuple[dict, pd.DataFrame]:
     """Replay the test window's reports under each ordering and capacity; summaries per family x severity.
 

@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 
 from features import vocabulary as V
-from features.build import History, order_features, report_features
-from features.history import DAY, seconds
-from training.bundles import severity_labels
+from features.build import order_features, report_features
+from features.history import History
+from features.streams import DAY, seconds
+from training.registered_models import severity_labels
 from training.windows import CALIBRATION_SHARE, Windows
 
 NEVER = np.iinfo(np.int64).max  # label-known time of a row whose label never arrives

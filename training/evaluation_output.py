@@ -16,7 +16,7 @@ import pandas as pd
 from training import plots
 from training.baselines import ORACLE
 from training.evaluation import Evaluation, across_folds, flatten
-from training.rankers import LOGISTIC, MODEL
+from training.window_scoring import LOGISTIC, MODEL
 
 SUMMARY_METRICS: dict[str, tuple[str, ...]] = {
     "fraud_reports": ("roc_auc", "average_precision", "precision_at_k", "recall_at_k", "card_precision_at_k",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features import settings as S
+from config import settings as S
 from training.evaluation import Evaluation
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "models" / "model_card.md"

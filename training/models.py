@@ -8,16 +8,11 @@ contributions (in raw-score units) remain the honest explanation of a score.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-# LightGBM's OpenMP threads spin while they wait at each of a boosting round's many barriers. With shallow
-# trees a round is short, so on a shared or busy machine (more runnable threads than cores) a waiting thread
-# holds a core the working one needs: profiled on 2 cores with other work running, 2 threads fitted a
-# 60k-row model in 35-65 s against 5 s with 1, nearly all of it in libgomp's wait loop. Passive waiting
-# (threads sleep instead) must be set before OpenMP starts, i.e. before lightgbm is imported; an explicit
-# OMP_WAIT_POLICY in the environment wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from config.settings import passive_openmp_waits
+
+passive_openmp_waits()  # before lightgbm is imported: see its docstring
 
 import lightgbm as lgb  # noqa: E402
 import numpy as np

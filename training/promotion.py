@@ -1,4 +1,5 @@
-"""Challenger against champion on the same recent held-out window, and the promotion rule.
+"""Promotion: challenger against champion on the same recent held-out window, the rule, and the `docket promote`
+stage that applies it.
 
 Both registered pairs (docket-severity + docket-fraud) score the same reports and orders, from a
 window neither of them trained on: it starts at the later of the two training runs' test
@@ -12,14 +13,20 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import mlflow
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
 
-from training import rankers as R
-from training.bundles import FraudBundle, SeverityBundle
-from training.evaluation import QueueRules, binary_figures, queue_replay
-from training.evaluation_data import Prepared, order_split, report_split
-from training.windows import Windows
+from config import settings as S
+from policy.queue import QueuePolicy
+from training import registry
+from training import window_scoring as R
+from training.evaluation import binary_figures, queue_replay
+from training.evaluation_data import Prepared, order_split, prepare, report_split
+from training.registered_models import FraudBundle, SeverityBundle
+from training.train import CHALLENGER, EXPERIMENT, data_fingerprint
+from training.windows import WindowError, Windows, observed_label_delay_days
 
 HIGHER, LOWER = "higher is better", "lower is better"
 
@@ -95,7 +102,7 @@ def decide(champion: dict[str, float], challenger: dict[str, float], tolerances:
 
 
 def guarded_figures(severity: SeverityBundle, fraud: FraudBundle, prep: Prepared, windows: Windows,
-                    rules: QueueRules) -> dict[str, float]:
+                    rules: QueuePolicy) -> dict[str, float]:
     """The guarded figures of one registered pair on the window's test part (nothing is refitted)."""
     out: dict[str, float] = {}
     if prep.reports is not None:
@@ -124,3 +131,87 @@ def holdout_windows(first_untrained: pd.Timestamp, data_end: pd.Timestamp, label
     """A window whose test part starts where neither model has trained (the training part is unused)."""
     return Windows(first_untrained - pd.Timedelta(days=1), first_untrained, first_untrained,
                    data_end + pd.Timedelta(microseconds=1), label_delay_days)
+
+
+# The `docket promote` stage: measure champion and challenger on the same held-out window, decide, log the
+# decision to MLflow, and move `champion` if it says so.
+MODELS = (S.SEVERITY_MODEL, S.FRAUD_MODEL)
+PROMOTE_STEPS = ("load models", "features", "champion", "challenger", "log")
+
+
+@dataclass
+class Promotion:
+    decision: Decision
+    champion: dict[str, str]  # versions before
+    challenger: dict[str, str]
+    figures: dict[str, dict[str, float]]  # "champion" / "challenger" -> figure -> value
+    window_start: pd.Timestamp | None
+    run_id: str
+
+
+def _versions(alias: str) -> dict[str, str] | None:
+    """The versions both models' `alias` points at, or None if either has no such version."""
+    try:
+        return {name: registry.version_of(name, alias) for name in MODELS}
+    except registry.ModelNotFound:
+        return None
+
+
+def _test_start(name: str, version: str) -> pd.Timestamp | None:
+    """Where the run that trained this version started its held-out window (None for older runs)."""
+    client = MlflowClient()
+    run_id = client.get_model_version(name, version).run_id
+    value = client.get_run(run_id).data.tags.get("window.test_start") if run_id else None
+    return pd.Timestamp(value) if value else None
+
+
+def promote(tables: dict[str, pd.DataFrame], settings: S.Settings, rules: QueuePolicy,
+            tolerances: Tolerances = Tolerances(), force: bool = False,
+            on_step=lambda step: None) -> Promotion:
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    challenger = _versions(CHALLENGER)
+    if challenger is None:
+        raise registry.ModelNotFound("no challenger registered: run `docket train` first")
+    champion = _versions(S.CHAMPION)
+    figures: dict[str, dict[str, float]] = {}
+    start = None
+    if champion is None:
+        decision = Decision(True, force, "no champion yet: the challenger becomes champion", ())
+    elif champion == challenger:
+        decision = Decision(False, force, "the challenger is already the champion; nothing to do", ())
+    else:
+        starts = [s for s in (_test_start(n, v) for vs in (champion, challenger) for n, v in vs.items()) if s is not None]
+        if not starts:
+            raise WindowError("neither run recorded its held-out window; retrain the challenger")
+        start = max(starts)
+        pairs = {role: (registry.load_version(S.SEVERITY_MODEL, vs[S.SEVERITY_MODEL]).bundle,
+                        registry.load_version(S.FRAUD_MODEL, vs[S.FRAUD_MODEL]).bundle)
+                 for role, vs in (("champion", champion), ("challenger", challenger))}
+        on_step("load models")
+        prep = prepare(tables)
+        end = pd.Timestamp(prep.data_end, unit="s", tz="UTC")
+        if start >= end:
+            raise WindowError(f"the data ends ({end:%Y-%m-%d}) before the held-out window starts ({start:%Y-%m-%d}); "
+                              "promote on data that reaches past both models' training")
+        windows = holdout_windows(start, end, observed_label_delay_days(tables))
+        on_step("features")
+        for role, (sev, fraud) in pairs.items():
+            figures[role] = guarded_figures(sev, fraud, prep, windows, rules)
+            on_step(role)
+        decision = decide(figures["champion"], figures["challenger"], tolerances, force)
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name="promote") as run:
+        mlflow.log_params({f"tolerance.{k}": v for k, v in vars(tolerances).items()}
+                          | {"forced": force, "data_fingerprint": data_fingerprint(tables),
+                             "window_start": start.isoformat() if start is not None else "none"})
+        mlflow.set_tags({"decision": "promoted" if decision.promote else "kept champion",
+                         "forced": str(decision.forced).lower(), "reason": decision.reason[:5000],
+                         **{f"champion.{n}": v for n, v in (champion or {}).items()},
+                         **{f"challenger.{n}": v for n, v in challenger.items()}})
+        mlflow.log_metrics({f"{role}.{k}": v for role, fig in figures.items() for k, v in fig.items()})
+        mlflow.log_dict(decision.as_dict() | {"champion": champion, "challenger": challenger}, "decision.json")
+        if decision.promote and champion != challenger:
+            for name, version in challenger.items():
+                registry.set_alias(name, S.CHAMPION, version)
+        on_step("log")
+    return Promotion(decision, champion or {}, challenger, figures, start, run.info.run_id)

@@ -8,7 +8,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from training.bundles import BundleModel, FraudBundle, SeverityBundle
+from training.registered_models import BundleModel, FraudBundle, SeverityBundle
 
 
 class ModelNotFound(LookupError):

@@ -6,7 +6,7 @@ free they take the best waiting case under the policy at that moment and are bus
 per case. It answers "how long would reports have waited under this ordering and this much staff",
 so base priorities from a model, a baseline and the oracle can be compared on the same arrivals.
 
-Alert cases (report spikes), as the live queue makes them (serving.triage / Queue.open_alert), when
+Alert cases (report spikes), as the live queue makes them (serving.queue.intake / Queue.open_alert), when
 `alerts` (QueuePolicy.alert_groups: report_id, alert_id, joined_at) is given:
     opening     an alert case opens when its first report joins (the arrival that made the
                 detector find the spike); it ranks in the tier above every ordinary case, is aged
@@ -45,7 +45,7 @@ so the team's capacity is exactly mu while every pick still occupies one investi
 real stretch of time.
 
 Policies (alert cases first under both, as the live tier rule has it):
-    "priority"  the live queue's rule (serving.queue_policy.rank_cases: tier 1 for alert cases, 0 for
+    "priority"  the live queue's rule (policy.queue.rank_cases: tier 1 for alert cases, 0 for
                 the rest): effective priority = base + min(aging_points_per_goal x goals waited,
                 aging_cap_points), rounded to 6 decimals; ties by the earlier deadline (opened + goal),
                 then case id (report_id for ordinary cases, alert_id for alert cases).
@@ -71,8 +71,8 @@ replay stops that long after the last arrival; cases still waiting are not picke
 (`picked` False, `picked_at` NaT) and their time to action is counted up to the stop (a lower
 bound); `goal_missed` is exact for them whenever drain_hours is at least the longest goal.
 
-Layering: this module does not import from serving; the goals and the aging rate are plain
-arguments (read them from serving.queue_policy.load_queue_policy at the call site).
+The ranking key (aging, rounding, tie-breaks) is policy.queue's, the one the live queue ranks by; the goals
+and the aging rate are plain arguments (the QueuePolicy's, at the call site).
 """
 from __future__ import annotations
 
@@ -85,12 +85,12 @@ import numpy as np
 import pandas as pd
 
 from features import vocabulary as V
+from policy.queue import aged_priority, order_cases
 from training.scoring import SEVERITY_WEIGHTS
 
 POLICIES: tuple[str, ...] = ("priority", "fifo")
 ARRIVAL_COLUMNS: tuple[str, ...] = ("report_id", "created_at", "category", "family", "severity", "valid")
 TIE_TOLERANCE = 1e-5  # intercept gap within which the 6-decimal rounding might reorder two cases
-ROUND_DECIMALS = 6  # as serving.queue_policy.rank_cases
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def replay(arrivals: pd.DataFrame, priority: np.ndarray, team: Team, goals_hours
         policy: "priority" (the live queue's rule) or "fifo".
         window_minutes: the window the mean arrival rate is measured over (default first to last arrival).
         drain_hours: stop this long after the last arrival (default: run until every case is picked).
-        alerts: the live spike detector's alert cases (serving.queue_policy.QueuePolicy.alert_groups):
+        alerts: the live spike detector's alert cases (policy.queue.QueuePolicy.alert_groups):
             report_id, alert_id (the live case id), joined_at (when the report joined it: its arrival,
             or the alert's opening for one that arrived before); reports absent from it, or from
             `arrivals`, are in no alert. None: every report is its own case. The same grouping
@@ -392,11 +392,9 @@ class _AlertCases:
             best = min(range(len(waiting)), key=lambda j: (opened[j], self.group.id_rank[waiting[j]]))
         else:
             goal = self._goal[waiting]
-            aged = self._aging * np.maximum(now - opened, 0) / (goal * 3600.0)
-            eff = np.round(self._base[waiting] + np.minimum(aged, self._cap), ROUND_DECIMALS)
-            deadline = opened + goal * 3600.0
-            best = min(range(len(waiting)),
-                       key=lambda j: (-eff[j], deadline[j], self.group.id_rank[waiting[j]]))
+            eff = aged_priority(self._base[waiting], now - opened, goal, self._aging, self._cap)
+            best = int(order_cases(self.group.id_rank[waiting], np.zeros(len(waiting)), eff,
+                                   opened + goal * 3600.0)[0])
         a = waiting[best]
         self.picked_at[a], self.pick_seq[a] = t, k
         return a
@@ -503,9 +501,8 @@ class _AgingQueue:
                 limit = entry[0] + TIE_TOLERANCE if limit is None else limit
                 candidates.append((heap, entry))
         idx = np.array([entry[3] for _, entry in candidates])
-        aged = self._aging * np.maximum(now - self._opened[idx], 0) / (self._goal_h[idx] * 3600.0)
-        eff = np.round(self._base[idx] + np.minimum(aged, self._cap), ROUND_DECIMALS)
-        best = min(range(len(idx)), key=lambda j: (-eff[j], self._deadline[idx[j]], self._id[idx[j]]))
+        eff = aged_priority(self._base[idx], now - self._opened[idx], self._goal_h[idx], self._aging, self._cap)
+        best = int(order_cases(self._id[idx], np.zeros(len(idx)), eff, self._deadline[idx])[0])
         for j, (heap, entry) in enumerate(candidates):
             if j != best:
                 heapq.heappush(heap, entry)

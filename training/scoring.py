@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features import settings as S
+from config import settings as S
 from features import vocabulary as V
-from features.build import History, Reports, as_model_input, columns_matrix, report_columns
-from features.history import values_of
+from features.build import Reports, as_model_input, columns_matrix, report_columns
+from features.history import History
+from features.streams import values_of
 from training.registry import Loaded
 
 # Weight of each severity in the priority: a critical report is worth four low ones.

@@ -18,12 +18,13 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from features import settings as S
+from config import settings as S
 from features.build import ORDER_FEATURES, REPORT_FEATURES
+from policy.queue import QueuePolicy
 from training import evaluation_output, model_card, plots, registry
-from training.bundles import FraudBundle, SeverityBundle
-from training.evaluation import Evaluation, Options, QueueRules, evaluate, flatten
+from training.evaluation import Evaluation, Options, evaluate, flatten
 from training.evaluation_data import prepare
+from training.registered_models import FraudBundle, SeverityBundle
 from training.windows import resolve_windows
 
 TRAIN_STEPS = ("features", "report models", "order model", "log", "register")
@@ -59,7 +60,7 @@ def train(
     settings: S.Settings,
     alias: str = CHALLENGER,
     on_step: Callable[[str], None] = lambda step: None,
-    rules: QueueRules | None = None,
+    rules: QueuePolicy | None = None,
     **windows,
 ) -> TrainResult:
     """Fit, evaluate, log and register; `rules` (serving's queue policy) adds the rules baseline and the

@@ -15,7 +15,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from features import vocabulary as V
 from features.contract import REFERENCES, TABLES
-from features.simulate import SIMULATION_STEPS, simulate
+from simulator.simulate import SIMULATION_STEPS, simulate
 
 N_REPORTS = 20_000
 SEED = 11
@@ -320,7 +320,7 @@ def test_brigading_is_present_and_rarely_valid(resolved, tables):
 
 
 def test_every_scenario_appears(tables):
-    from features.simulate_reports import SCENARIOS
+    from simulator.reports import SCENARIOS
 
     assert set(tables["truth_reports"]["scenario"]) == set(SCENARIOS)
 

@@ -28,7 +28,8 @@ def table(report: dict, task: str) -> pd.DataFrame:
 
 
 def test_rules_baseline_gives_the_same_numbers_as_the_serving_rules(tables):
-    from serving.queue_policy import load_queue_policy, rules_priority
+    from policy.file import load_queue_policy
+    from policy.queue import rules_priority
 
     test = report_split(prepare(tables).reports, resolve_windows(tables)).test
     policy = load_queue_policy()

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from features.build import History, columns_matrix, report_columns
+from features.build import columns_matrix, report_columns
+from features.history import History
 from training.batch_scoring import score_batch
 from training.scoring import priority
 

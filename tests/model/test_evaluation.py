@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.history import DAY
+from features.streams import DAY
 from training.evaluation import across_folds, flatten
 from training.evaluation_data import order_split, prepare, report_split
 from training.windows import Windows, resolve_windows
@@ -116,9 +116,9 @@ def test_windows_must_be_in_time_order():
 
 
 def test_a_big_test_window_replays_only_its_latest_reports(prepared, tables, monkeypatch):
-    from serving.queue_policy import load_queue_policy
+    from policy.file import load_queue_policy
     from training import evaluation
-    from training.rankers import ReportScores
+    from training.window_scoring import ReportScores
 
     w = resolve_windows(tables)
     test = report_split(prepared.reports, w).test

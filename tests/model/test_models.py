@@ -5,7 +5,8 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from features.build import REPORT_FEATURES, History, as_matrix, as_model_input, report_features
+from features.build import REPORT_FEATURES, as_matrix, as_model_input, report_features
+from features.history import History
 from training.models import DEFAULT_PARAMS, BinaryModel, MulticlassModel
 
 

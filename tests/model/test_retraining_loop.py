@@ -11,9 +11,9 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from features import settings as S
+from config import settings as S
 from features.io import write_tables
-from features.simulate import simulate
+from simulator.simulate import simulate
 
 DOCKET = str(Path(sys.executable).parent / "docket")
 REPORTS = 3000

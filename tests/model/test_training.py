@@ -5,7 +5,7 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 
-from features import settings as S
+from config import settings as S
 from training import registry
 
 
@@ -69,7 +69,8 @@ def test_probabilities_are_calibrated_on_the_future_window(trained):
 
 
 def test_registered_pyfunc_predicts_from_a_feature_frame(trained, settings, tables):
-    from features.build import History, order_features
+    from features.build import order_features
+    from features.history import History
 
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     model = mlflow.pyfunc.load_model(f"models:/{S.FRAUD_MODEL}@{S.CHAMPION}")
@@ -83,7 +84,7 @@ def test_training_is_seeded_so_a_rerun_predicts_identically(trained, settings, t
     from training.train import train
 
     loaded = registry.load(S.SEVERITY_MODEL, S.CHAMPION)
-    from serving.queue_policy import load_queue_policy
+    from policy.file import load_queue_policy
 
     again = train(tables, settings, alias="rerun", rules=load_queue_policy())
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import as_request, client, make_keys
 
-from serving.penalty import DEFAULT_POLICY
+from policy.file import DEFAULT_POLICY
 
 
 def test_no_models_rules_only_ordering_claim_timeout_and_rescoring(tables, data_dir, tmp_path, launch_service):

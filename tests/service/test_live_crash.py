@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from conftest import make_keys, start_service, stop_service
 
-from features.simulate import simulate
 from features.validate import validate_tables
-from serving.events import timeline
-from serving.market import Market
-from serving.penalty import load_policy
-from serving.store import make_engine, migrate
+from policy.file import load_policy
+from serving.market.event_store import Market
+from serving.market.events import timeline
+from serving.store.db import make_engine, migrate
+from simulator.simulate import simulate
 
 BATCH = 40
 KEYS = {"accounts": "account_id", "orders": "order_id", "enforcements": "violation_id", "outcomes": "report_id"}

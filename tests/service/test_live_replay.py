@@ -11,15 +11,15 @@ import pandas as pd
 import pytest
 from conftest import STORES, _postgres_database, make_keys
 
-from features import settings as S
-from features.build import History
-from features.simulate import simulate
+from config import settings as S
+from features.history import History
 from features.validate import validate_tables
-from serving.events import timeline
-from serving.market import Market
-from serving.penalty import load_policy
-from serving.runtime import load_scorer
-from serving.store import make_engine, migrate
+from policy.file import load_policy
+from serving.market.event_store import Market
+from serving.market.events import timeline
+from serving.scoring.runtime import load_scorer
+from serving.store.db import make_engine, migrate
+from simulator.simulate import simulate
 
 BATCH = 500
 

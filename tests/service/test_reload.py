@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import as_request, client, make_keys, start_service, stop_service
 from mlflow import MlflowClient
 
-from conftest import as_request, client, make_keys, start_service, stop_service
-from features import settings as S
+from config import settings as S
 
 MODELS = (S.SEVERITY_MODEL, S.FRAUD_MODEL)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from features import settings as S
 from conftest import as_request
+
+from config import settings as S
 from features import vocabulary as V
 
 RESPONSE_FIELDS = {"report_id", "p_valid", "severity", "severity_probabilities", "fraud_risk", "priority",
@@ -49,7 +49,7 @@ def test_score_returns_one_result_per_report_in_request_order(api, service, samp
 
 def test_score_over_http_matches_the_batch_scorer(api, service, sample, tables, settings, post):
     """Online scoring (HTTP, one report at a time) equals offline batch scoring of the same rows."""
-    from serving.runtime import load_runtime
+    from serving.scoring.runtime import load_runtime
 
     runtime = load_runtime(settings)
     batch = runtime.scorer.score(sample, runtime.history)
@@ -114,7 +114,7 @@ def test_malformed_bodies_are_4xx_not_500(api, service, body, post):
 
 @pytest.mark.parametrize("path", ["/score", "/rank"])
 def test_bodies_that_are_not_the_request_shape_get_a_status_saying_so(api, service, path):
-    """/score and /rank answer at the ASGI level (serving/score_routes.py), so they make their own 4xx."""
+    """/score and /rank answer at the ASGI level (serving/api/scoring.py), so they make their own 4xx."""
     res = api.post(f"{service}{path}", content=b'{"reports": [', headers={"Content-Type": "application/json"})
     assert res.status_code == 400 and "not JSON" in res.json()["error"]
     res = api.post(f"{service}{path}", json={"reports": [], "colour": "red"})
@@ -140,13 +140,13 @@ def test_duplicate_ids_in_one_batch_are_rejected(api, service, sample, post):
 
 
 def test_concurrent_requests_each_get_their_own_answer_and_an_invalid_one_its_own_422(api, service, sample, settings):
-    """Concurrent requests are scored together (serving/batching.py), yet each client gets exactly its
+    """Concurrent requests are scored together (serving/scoring/batching.py), yet each client gets exactly its
     reports, with the numbers of scoring them alone, and an invalid request among them fails alone."""
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
 
-    from serving.runtime import load_runtime
+    from serving.scoring.runtime import load_runtime
 
     runtime = load_runtime(settings)
     expected = {r["report_id"]: r for r in runtime.scorer.score(sample, runtime.history)}

@@ -1,11 +1,11 @@
-"""serving.batching.Coalescer: concurrent jobs scored together, each answered with its own results."""
+"""serving.scoring.batching.Coalescer: concurrent jobs scored together, each answered with its own results."""
 from __future__ import annotations
 
 import threading
 
 import pytest
 
-from serving.batching import Coalescer
+from serving.scoring.batching import Coalescer
 
 
 class Recorder:

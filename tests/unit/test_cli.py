@@ -48,8 +48,8 @@ def test_keys_create_prints_only_the_key_and_stores_only_its_hash(tmp_path):
 
     from sqlalchemy import select
 
-    from serving import tables as T
-    from serving.store import make_engine
+    from serving.store import tables as T
+    from serving.store.db import make_engine
 
     url = f"sqlite:///{tmp_path / 'keys.db'}"
     res = subprocess.run([DOCKET, "keys", "create", "--role", "investigator"], capture_output=True, text=True,

@@ -6,9 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.baselines import fifo_scores, rules_priority_from_weights
+from policy.queue import rules_priority_from_weights
+from training.baselines import fifo_scores
 from training.evaluation import fraud_table
-from training.metrics import capacity_per_day, card_precision_at_k, precision_at_k, recall_at_k
+from training.metrics import (
+    capacity_per_day,
+    card_precision_at_k,
+    precision_at_k,
+    recall_at_k,
+)
 
 Y = np.array([1, 0, 1, 0, 0])
 SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5])

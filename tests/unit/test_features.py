@@ -4,11 +4,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ORDER_TIMES, known_at
 
-from features.build import FEATURES, ORDER_FEATURES, REPORT_FEATURES, History, order_features, report_features
-
+from features.build import (
+    FEATURES,
+    ORDER_FEATURES,
+    REPORT_FEATURES,
+    order_features,
+    report_features,
+)
+from features.history import History
 
 
 @pytest.fixture(scope="module")
@@ -235,11 +240,11 @@ def test_columns_matrix_is_the_matrix_of_the_feature_frame(tables):
 
 @pytest.mark.parametrize("n", [1, 3, 64, 65, 300])  # either side of the one-by-one lookup limit
 def test_report_columns_of_plain_lists_equal_those_of_the_frame(tables, n):
-    """The service hands a request's reports to report_columns as plain lists (serving.requests.records_columns),
+    """The service hands a request's reports to report_columns as plain lists (serving.input_checks.records_columns),
     training hands frames: the features must be the same numbers, including for unknown ids, missing
     reporters, orders, shows and descriptions, and off-vocabulary categories."""
     from features.build import report_columns
-    from features.history import ONE_BY_ONE_MAX_IDS
+    from features.streams import ONE_BY_ONE_MAX_IDS
 
     assert ONE_BY_ONE_MAX_IDS == 64  # the parametrisation straddles it
     h = History.from_tables(tables)

@@ -5,7 +5,16 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.history import ARROW_LOOKUP_MIN_IDS, NAT, EventStream, Ids, Query, codes_for, column_values, seconds
+from features.streams import (
+    ARROW_LOOKUP_MIN_IDS,
+    NAT,
+    EventStream,
+    Ids,
+    Query,
+    codes_for,
+    column_values,
+    seconds,
+)
 
 events = st.lists(st.tuples(st.integers(-1, 4), st.integers(0, 50), st.floats(0, 10)), max_size=60)
 queries = st.lists(st.tuples(st.integers(-1, 5), st.integers(0, 60), st.one_of(st.none(), st.integers(1, 30))),

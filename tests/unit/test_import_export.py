@@ -12,20 +12,19 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from features.build import History
 from features.contract import TABLES as CONTRACT
+from features.history import History
 from features.io import load_tables, write_tables
-from features.simulate import simulate
 from features.validate import validate_tables
-from serving import tables as T
-from serving.events import check_batch
-from serving.ledger import Ledger
-from serving.market import Market, resolvable
-from serving.penalty import load_policy
-from serving.queue import Queue
-from serving.queue_policy import load_queue_policy
-from serving.store import make_engine, migrate, reading
-from serving.triage import Triage
+from policy.file import load_policy, load_queue_policy
+from serving.enforcement.ledger import Ledger
+from serving.market.event_store import Market, resolvable
+from serving.market.events import check_batch
+from serving.queue.cases import Queue
+from serving.queue.intake import Triage
+from serving.store import tables as T
+from serving.store.db import make_engine, migrate, reading
+from simulator.simulate import simulate
 
 DOCKET = str(Path(sys.executable).parent / "docket")
 NOW = datetime(2025, 3, 15, tzinfo=UTC)  # after the simulated 60 days

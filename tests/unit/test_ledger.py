@@ -16,9 +16,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from features.vocabulary import family_of
-from serving.ledger import Ledger, LedgerError, NotFoundError, Recorded
-from serving.penalty import Account, Policy, Violation, load_policy
-from serving.store import StoreError, make_engine, migrate
+from policy.file import load_policy
+from policy.penalty import Account, Policy, Violation
+from serving.enforcement.ledger import Ledger, LedgerError, NotFoundError, Recorded
+from serving.store.db import StoreError, make_engine, migrate
 
 PG_URL = os.environ.get("DOCKET_TEST_POSTGRES_URL")
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -403,7 +404,7 @@ def _head() -> str:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    from serving.store import MIGRATIONS
+    from serving.store.db import MIGRATIONS
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

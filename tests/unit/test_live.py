@@ -5,12 +5,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import (CODED_TABLES, SMALL_JOIN_ROWS, History, _rows_by_key, code_table, order_features,
-                            report_features)
-from features.history import Ids
+from features.build import order_features, report_features
+from features.history import (
+    CODED_TABLES,
+    SMALL_JOIN_ROWS,
+    History,
+    _rows_by_key,
+    code_table,
+)
 from features.live import Snapshot, current_tables, live_history
-from features.simulate import simulate
+from features.streams import Ids
 from features.validate import validate_tables
+from simulator.simulate import simulate
 
 FACTS = ("shipped_at", "delivered_at", "cancelled_at", "refunded_at", "fraud_known_at")
 FLAGS = {"cancelled_at": "cancelled", "refunded_at": "refunded", "fraud_known_at": "fraud"}
@@ -151,7 +157,7 @@ def test_no_changes_answer_like_the_snapshot(world):
 def test_an_empty_store_gives_cold_start_features_not_an_error():
     """A new store knows no account yet: a report's history features are 'no history', not an IndexError."""
     from features.contract import REPORTS
-    from serving.requests import records_frame
+    from serving.input_checks import records_frame
 
     report = records_frame([{"report_id": "r", "created_at": pd.Timestamp("2025-01-01", tz="UTC"), "reporter_id": "a",
                              "reporter_type": "buyer", "channel": "livestream", "subject_id": "b", "show_id": None,

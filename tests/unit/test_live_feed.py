@@ -7,18 +7,19 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from features.build import History, order_features, report_features
-from features.simulate import simulate
-from features.validate import validate_tables
-from serving.events import check_batch, timeline
-from serving.live_feed import LiveFeed
-from serving.market import Market
-from serving.penalty import load_policy
-from serving.requests import records_frame
-from features.contract import REPORTS
-from serving.store import insert_rows, next_seq, writing
-from serving import tables as T
 from features import vocabulary as V
+from features.build import order_features, report_features
+from features.contract import REPORTS
+from features.history import History
+from features.validate import validate_tables
+from policy.file import load_policy
+from serving.input_checks import records_frame
+from serving.market.event_store import Market
+from serving.market.events import check_batch, timeline
+from serving.market.live_feed import LiveFeed
+from serving.store import tables as T
+from serving.store.db import insert_rows, next_seq, writing
+from simulator.simulate import simulate
 
 
 @pytest.fixture(scope="module")

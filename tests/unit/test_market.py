@@ -1,4 +1,4 @@
-"""The store as system of record for the marketplace's events (serving.market), on a real store: SQLite always,
+"""The store as system of record for the marketplace's events (serving.market.event_store), on a real store: SQLite always,
 PostgreSQL too when DOCKET_TEST_POSTGRES_URL is set (the `engine` fixture in tests/conftest.py)."""
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-import serving.market as M
-from serving import tables as T
-from serving.events import check_batch
-from serving.market import ConflictError, Market
-from serving.penalty import Account, Action, PastViolation, account_health, load_policy
-from serving.requests import RequestError
+import serving.market.event_store as M
 from features.validate import validate_table
-from serving.store import reading
+from policy.file import load_policy
+from policy.penalty import Account, Action, PastViolation, account_health
+from serving.input_checks import RequestError
+from serving.market.event_store import ConflictError, Market
+from serving.market.events import check_batch
+from serving.store import tables as T
+from serving.store.db import reading
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 

@@ -5,22 +5,22 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import known_at
 
-from features import settings as S
-from features.build import ORDER_FEATURES, History, fulfillment_block
+from config import settings as S
+from features.build import ORDER_FEATURES, fulfillment_block
 from features.contract import REPORTS
-from features.history import Query, seconds
+from features.history import History
+from features.streams import Query, seconds
 from features.validate import validate_table, validate_tables
-from serving.monitors import (
+from serving.input_checks import parse_reports
+from serving.queue.monitors import (
     EVIDENCE_KEY,
     MAX_LISTED_ORDERS,
     MonitorConfig,
     fulfillment_reports,
     transaction_reports,
 )
-from serving.requests import parse_reports
 from training import registry
 
 AS_OF = pd.Timestamp("2025-03-31T00:00:00Z")

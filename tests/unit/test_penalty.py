@@ -9,8 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features import vocabulary as V
-from serving.penalty import (
-    DEFAULT_POLICY, Account, Action, PastViolation, PolicyError, Violation, account_health, decide, load_policy,
+from policy.file import DEFAULT_POLICY, load_policy
+from policy.penalty import (
+    Account,
+    Action,
+    PastViolation,
+    PolicyError,
+    Violation,
+    account_health,
+    decide,
     parse_policy,
 )
 

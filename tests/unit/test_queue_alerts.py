@@ -5,12 +5,11 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from serving.ledger import Ledger
-from serving.penalty import load_policy
-from serving.queue import Queue, Score
-from serving.queue_policy import load_queue_policy
-from serving.spikes import Alert
-from serving.store import make_engine, migrate
+from policy.file import load_policy, load_queue_policy
+from policy.spikes import Alert
+from serving.enforcement.ledger import Ledger
+from serving.queue.cases import Queue, Score
+from serving.store.db import make_engine, migrate
 
 T0 = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
 

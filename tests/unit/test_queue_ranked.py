@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import select, update
 
 from benchmarks.queue_bench import fill_cases
-from serving import tables as T
-from serving.queue import Queue
-from serving.queue_policy import load_queue_policy, rank_cases
-from serving.store import reading, writing
+from policy.file import load_queue_policy
+from policy.queue import rank_cases
+from serving.queue.cases import Queue
+from serving.store import tables as T
+from serving.store.db import reading, writing
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, 123456, tzinfo=UTC)
 

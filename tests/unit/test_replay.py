@@ -14,8 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features import vocabulary as V
-from serving.queue_policy import load_queue_policy, rank_cases
-from serving.spikes import SpikeConfig, detect_spikes
+from policy.file import load_queue_policy
+from policy.queue import rank_cases
+from policy.spikes import SpikeConfig, detect_spikes
 from training.replay import (
     SUMMARY_COLUMNS,
     Team,

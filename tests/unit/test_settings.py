@@ -1,9 +1,9 @@
-"""features.settings: one typed configuration read from the environment."""
+"""config.settings: one typed configuration read from the environment."""
 from __future__ import annotations
 
 import pytest
 
-from features.settings import Settings
+from config.settings import Settings
 
 
 @pytest.mark.parametrize("value, traced", [(None, False), ("0", False), ("1", True), ("true", True), ("YES", True)])

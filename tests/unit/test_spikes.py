@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.build import History, report_features
-from serving.spikes import REQUIRED_COLUMNS, SpikeConfig, _count_before, detect_spikes
+from features.build import report_features
+from features.history import History
+from policy.spikes import REQUIRED_COLUMNS, SpikeConfig, _count_before, detect_spikes
 
 T0 = pd.Timestamp("2025-03-01 20:00", tz="UTC")
 CONFIG = SpikeConfig()

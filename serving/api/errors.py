@@ -1,0 +1,68 @@
+"""Every failure a route can meet, turned into its HTTP status and body here and only here.
+
+Bodies have two shapes: `{"error": message}`, and for bad fields `{"detail": [{"field", "message"}, ...]}`
+(RequestError.body, the same for every route). Routes raise; `install` maps what they raise.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from serving.api.asgi import BodyTooLarge
+from serving.enforcement.ledger import LedgerError, NotFoundError
+from serving.input_checks import FieldError, RequestError
+from serving.market.event_store import ConflictError
+from serving.queue.cases import CaseStateError
+
+
+class NotReady(RuntimeError):
+    """Part of the service is still loading (models, or the history read from the store): 503 with the reason."""
+
+    def __init__(self, what: str, reason: str | None):
+        super().__init__(f"{what} not loaded yet ({reason or 'loading'})")
+
+
+class NotJson(ValueError):
+    """The request body is not JSON: 400."""
+
+
+def error_body(message: str) -> dict[str, str]:
+    return {"error": message}
+
+
+def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({**error_body(message), **extra}, status_code=status)
+
+
+def _invalid(errors: list[FieldError]) -> JSONResponse:
+    return JSONResponse(RequestError(errors).body(), status_code=422)
+
+
+# exception type -> (status, body); the first matching type wins, so subclasses come first
+def _shape(exc: RequestValidationError) -> JSONResponse:
+    return _invalid([FieldError(".".join(str(p) for p in e["loc"][1:]) or "body", e["msg"]) for e in exc.errors()])
+
+
+HANDLERS = {
+    RequestValidationError: _shape,
+    RequestError: lambda exc: _invalid(exc.errors),
+    LedgerError: lambda exc: _invalid([FieldError("violation", str(exc))]),
+    NotFoundError: lambda exc: error_response(404, str(exc)),
+    ConflictError: lambda exc: JSONResponse(exc.body(), status_code=409),
+    CaseStateError: lambda exc: error_response(409, str(exc)),
+    NotReady: lambda exc: error_response(503, str(exc)),
+    NotJson: lambda exc: error_response(400, str(exc)),
+    BodyTooLarge: lambda exc: error_response(413, str(exc)),
+}
+
+
+def install(app: FastAPI) -> None:
+    """Register every mapping above on `app`."""
+    for kind, respond in HANDLERS.items():
+        async def handler(request: Request, exc: Exception, respond=respond) -> JSONResponse:
+            return respond(exc)
+
+        app.add_exception_handler(kind, handler)

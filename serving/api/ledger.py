@@ -1,0 +1,99 @@
+"""Enforcement routes: what the penalty mapper would decide (POST /penalty, changes nothing), and the ledger
+(violations recorded, appeals, remedial steps, account health, the audit trail).
+
+FastAPI because the ledger is addressed by path (`/accounts/{id}/health`). Bad fields are a RequestError (422),
+unknown ids a NotFoundError (404): serving.api.errors turns them into responses.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse
+
+from policy.penalty import APPEALS, decide
+from serving.api.penalty_bodies import PENALTY_FIELDS, _Fields, parse_account, parse_penalty_request, parse_violation
+from serving.api.routing import actor_of, json_body, now, service
+from serving.input_checks import FieldError, RequestError
+
+router = APIRouter()
+
+
+def ledger(svc=Depends(service)):
+    return svc.ledger
+
+
+def _body(body: Any) -> tuple[_Fields, list[FieldError]]:
+    errors: list[FieldError] = []
+    return _Fields(body if body is not None else {}, "", errors), errors
+
+
+@router.post("/violations")
+def record_violation(request: Request, body: Any = Body(None), ledger=Depends(ledger)) -> JSONResponse:
+    """Record a confirmed violation: runs the mapper on the stored record; idempotent by violation_id."""
+    f, errors = _body(body)
+    violation_id, actor = f.text("violation_id"), actor_of(request, f.text("actor", required=False))
+    as_of = f.time("as_of", required=False) or now()
+    account = parse_account(f.obj.get("account"), errors)
+    violation = parse_violation(f.obj.get("violation"), as_of, errors)
+    source = f.text("source_report_id", required=False)
+    versions = f.obj.get("model_versions")
+    if versions is not None and not (isinstance(versions, dict) and all(isinstance(v, str) for v in versions.values())):
+        errors.append(FieldError("model_versions", "expected an object of model name -> version string"))
+    if errors:
+        raise RequestError(errors)
+    recorded = ledger.record_violation(violation_id, account, violation, actor=actor, as_of=as_of,
+                                       source_report_id=source, model_versions=versions)
+    return JSONResponse({"violation_id": violation_id, "created": recorded.created,
+                         "decision": recorded.decision.to_dict()}, status_code=201 if recorded.created else 200)
+
+
+@router.post("/violations/{violation_id}/appeal")
+def appeal(violation_id: str, request: Request, body: Any = Body(None), ledger=Depends(ledger)) -> dict:
+    """Record an appeal outcome; an overturned violation stops counting and its penalties lift."""
+    f, errors = _body(body)
+    outcome, actor, why = f.choice("outcome", APPEALS), actor_of(request, f.text("actor", required=False)), f.text("why")
+    at = f.time("at", required=False) or now()
+    if errors:
+        raise RequestError(errors)
+    return ledger.appeal(violation_id, outcome, actor=actor, why=why, at=at)
+
+
+@router.post("/violations/{violation_id}/remedial")
+def remedial(violation_id: str, request: Request, body: Any = Body(None), ledger=Depends(ledger)) -> dict:
+    """Record a passed remedial step (shipping-policy quiz); lowers a seller's logistics sentence."""
+    f, errors = _body(body)
+    completed, actor, why = f.time("completed_at"), actor_of(request, f.text("actor", required=False)), f.text("why")
+    if errors:
+        raise RequestError(errors)
+    return ledger.complete_remedial(violation_id, completed_at=completed, actor=actor, why=why)
+
+
+@router.get("/accounts/{account_id}/health")
+def health(account_id: str, as_of: str | None = None, ledger=Depends(ledger)) -> dict:
+    """Health state, counting violations, active penalties with end times, and the full history."""
+    errors: list[FieldError] = []
+    when = _Fields({"as_of": as_of}, "", errors).time("as_of") if as_of else now()
+    if errors:
+        raise RequestError(errors)
+    return ledger.health(account_id, when)
+
+
+@router.get("/audit")
+def audit(entity_id: str | None = None, ledger=Depends(ledger)) -> list[dict]:
+    """Append-only audit events, oldest first (optionally for one entity)."""
+    return ledger.audit_events(entity_id)
+
+
+@router.post("/penalty")
+async def penalty(request: Request, svc=Depends(service)) -> dict:
+    """What the penalty mapper decides for this violation given this record; changes nothing."""
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise RequestError([FieldError("body", f"expected an object, got {type(body).__name__}")])
+    unknown = sorted(set(body) - set(PENALTY_FIELDS))
+    if unknown:
+        raise RequestError([FieldError(name, f"unknown field (allowed: {', '.join(PENALTY_FIELDS)})")
+                            for name in unknown])
+    when, account, violation, past = parse_penalty_request(*(body.get(k) for k in PENALTY_FIELDS))
+    return decide(when, account, violation, past, svc.ledger.policy).to_dict()

@@ -1,0 +1,102 @@
+"""HTTP routes of the triage queue: intake, ranking, claims, cases, resolutions, alerts and keys.
+
+The acting identity is the API key the auth middleware verified, so every audit event names who did it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from features import vocabulary as V
+from serving.api.auth import ROLES, create_key
+from serving.api.routing import actor_of, history_of, now, service
+from serving.api.penalty_bodies import _Fields
+from serving.input_checks import FieldError, RequestError
+
+
+router = APIRouter()
+
+
+@router.post("/reports")
+def intake(request: Request, body: Any = Body(None), svc=Depends(service)):
+    """Accept reports: each stored exactly once (by report_id) and scored before this answers."""
+    history = history_of(svc)
+    if not isinstance(body, dict):
+        raise RequestError([FieldError("body", "expected a JSON object {\"reports\": [...]}")])
+    runtime = svc.runtime
+    return svc.triage.intake(body.get("reports"), history, runtime.scorer if runtime else None,
+                             actor=actor_of(request), now=now())
+
+
+@router.get("/queue")
+def ranked_queue(limit: int = Query(50, ge=1, le=1000), family: str | None = None, category: str | None = None,
+                 svc=Depends(service)):
+    """Open cases in priority order (alerts first), with scores, reasons, deadline and time left."""
+    errors = []
+    if family is not None and family not in V.FAMILIES:
+        errors.append(FieldError("family", f"unknown value '{family}' (allowed: {', '.join(V.FAMILIES)})"))
+    if category is not None and category not in V.CATEGORIES:
+        errors.append(FieldError("category", f"unknown value '{category}'"))
+    if errors:
+        raise RequestError(errors)
+    return svc.queue.queue(now(), limit, family, category)
+
+
+@router.post("/queue/claim")
+def claim(request: Request, svc=Depends(service)):
+    """Hold the highest-priority open case for the caller until it is resolved or the claim times out."""
+    return {"case": svc.queue.claim(actor_of(request), now())}
+
+
+@router.get("/cases/{case_id}")
+def case(case_id: str, svc=Depends(service)):
+    """The case with its reports, scores and reasons, the subject's record and the proposed penalty."""
+    return svc.queue.case(case_id, now(), role=_role(svc, case_id))
+
+
+def _role(svc, case_id: str) -> str:
+    """The subject's role from the data source (sellers can receive seller-only actions)."""
+    subject = svc.queue.subject_of(case_id)
+    history = svc.history
+    if history is None:
+        return "buyer"
+    code = history.account_code(subject)
+    return "seller" if code >= 0 and history.is_seller[code] else "buyer"
+
+
+@router.post("/cases/{case_id}/resolve")
+def resolve(case_id: str, request: Request, body: Any = Body(None), svc=Depends(service)):
+    """Close a claimed case; a valid outcome records the violation through the penalty mapper."""
+    errors: list[FieldError] = []
+    f = _Fields(body if body is not None else {}, "", errors)
+    valid = f.obj.get("valid")
+    if not isinstance(valid, bool):
+        errors.append(FieldError("valid", "expected true or false"))
+    severity = f.choice("severity", V.SEVERITIES, required=bool(valid))
+    fraud = f.obj.get("fraud_confirmed", False)
+    if not isinstance(fraud, bool):
+        errors.append(FieldError("fraud_confirmed", "expected true or false"))
+    notes = f.text("notes", required=False)
+    if errors:
+        raise RequestError(errors)
+    return svc.queue.resolve(case_id, valid=valid, severity=severity, fraud_confirmed=fraud, notes=notes,
+                             actor=actor_of(request), role=_role(svc, case_id), now=now())
+
+
+@router.get("/alerts")
+def alerts(svc=Depends(service)):
+    """Open spike alerts: grouped reports, distinct reporters, incident or brigading and why."""
+    return svc.queue.alerts("open")
+
+
+@router.post("/keys")
+def new_key(request: Request, body: Any = Body(None), svc=Depends(service)):
+    """Create an API key (admin only); the key is in this response and nowhere else."""
+    errors: list[FieldError] = []
+    role = _Fields(body if body is not None else {}, "", errors).choice("role", ROLES)
+    if errors:
+        raise RequestError(errors)
+    return JSONResponse({"role": role, "key": create_key(svc.queue.engine, role, actor=actor_of(request), now=now())},
+                        status_code=201)
