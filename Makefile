@@ -9,10 +9,16 @@ PORT ?= 3000
 
 .PHONY: install serve test bench data train clean
 
+# The first install downloads about 150 packages (MLflow, BentoML, LightGBM, ...): about 3 minutes here. pip
+# prints one line per package it collects and installs, so the wait shows its progress.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "Installing Docket and its dependencies into $(VENV) (first time: about 3 minutes)..."
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install -e '.[dev]' 2>&1 | tee $(VENV)/install.log \
+		| grep --line-buffered -E '^(Collecting|Installing collected|Successfully)' || true
+	@$(BIN)/python -c "import bentoml, lightgbm, mlflow, cli.main" 2>/dev/null \
+		|| { tail -n 30 $(VENV)/install.log; echo "install failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -34,10 +34,6 @@ class RequestError(ValueError):
         self.errors = errors
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
 
-    def body(self) -> dict:
-        """The 422 body every route answers with."""
-        return {"error": "invalid request", "detail": [e.as_dict() for e in self.errors]}
-
 
 def parse_timestamp(value: Any, field: str, errors: list[FieldError]) -> pd.Timestamp | None:
     """An ISO-8601 string as a UTC timestamp (no zone = UTC); records an error otherwise."""

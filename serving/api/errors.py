@@ -1,7 +1,7 @@
 """Every failure a route can meet, turned into its HTTP status and body here and only here.
 
 Bodies have two shapes: `{"error": message}`, and for bad fields `{"detail": [{"field", "message"}, ...]}`
-(RequestError.body, the same for every route). Routes raise; `install` maps what they raise.
+(the same for every route). Routes raise; `install` maps what they raise.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def error_response(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def _invalid(errors: list[FieldError]) -> JSONResponse:
-    return JSONResponse(RequestError(errors).body(), status_code=422)
+    """The 422 every route answers bad fields with."""
+    return JSONResponse({**error_body("invalid request"), "detail": [e.as_dict() for e in errors]}, status_code=422)
 
 
 # exception type -> (status, body); the first matching type wins, so subclasses come first
