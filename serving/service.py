@@ -33,7 +33,7 @@ with bentoml.importing():
     from features.history import History
     from features.io import load_tables
     from policy.file import load_policy_file
-    from serving.api.app import make_app
+    from serving.api.app import ROUTERS, make_app
     from serving.api.auth import AuthMiddleware, Keys
     from serving.api.direct import DirectRoutes
     from serving.api.errors import NotReady
@@ -279,4 +279,4 @@ def seed_store(market: Market, triage: Triage, data_dir) -> None:
 
 
 Docket.add_asgi_middleware(AuthMiddleware, keys_factory=lambda: Keys(make_engine(_SETTINGS.database_url)))
-Docket.add_asgi_middleware(DirectRoutes, routes_of=HTTP_APP)  # after (inside) authentication
+Docket.add_asgi_middleware(DirectRoutes, routers=ROUTERS)  # after (inside) authentication

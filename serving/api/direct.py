@@ -4,15 +4,15 @@ Measured side by side at 8 clients on one worker (old: the same work in a raw AS
 FastAPI route behind BentoML's router and the mount), a one-report /score cost 2.5-2.9 ms of server CPU as a
 direct route and 3.3-4.1 ms as an ordinary one. So the hot routes skip that stack: this middleware sits inside
 BentoML's own (metrics, tracing, access log, timeout, concurrency limit) and inside authentication, finds the
-route by path in the app's own route table, calls its endpoint with the service, and maps what it raises
+route by method and path in the routers' own tables, calls its endpoint with the service, and maps what it raises
 through serving.api.errors exactly as the app would. Any other method on the path goes on to the app (405).
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,9 +22,9 @@ from serving.api.errors import response_for
 Endpoint = Callable[[Request, Any], Awaitable[Response]]
 
 
-def direct_routes(app: FastAPI) -> dict[tuple[str, str], Endpoint]:
-    """(method, path) -> endpoint of every route marked direct."""
-    return {(method, route.path): route.endpoint for route in app.routes
+def direct_routes(routers: Sequence[APIRouter]) -> dict[tuple[str, str], Endpoint]:
+    """(method, path) -> endpoint of every route marked direct (the app includes the routers without prefixes)."""
+    return {(method, route.path): route.endpoint for router in routers for route in router.routes
             if isinstance(route, APIRoute) and getattr(route.endpoint, "direct", False) for method in route.methods}
 
 
@@ -35,10 +35,12 @@ def _bentoml_service() -> Any:
 
 
 class DirectRoutes:
-    """ASGI middleware answering the direct routes of `routes_of` (an app); everything else goes on to `app`."""
+    """ASGI middleware answering the direct routes of `routers`; everything else goes on to `app`."""
 
-    def __init__(self, app, routes_of: FastAPI, service: Callable[[], Any] = _bentoml_service):
-        self.app, self._routes, self._service = app, direct_routes(routes_of), service
+    def __init__(self, app, routers: Sequence[APIRouter], service: Callable[[], Any] = _bentoml_service):
+        self.app, self._routes, self._service = app, direct_routes(routers), service
+        if not self._routes:
+            raise ValueError("no route is marked direct: nothing for DirectRoutes to serve")
 
     async def __call__(self, scope, receive, send):
         endpoint = self._routes.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None

@@ -26,6 +26,10 @@ reader running them in turn does):
   varying list may have any length, each element shaped like the README's first one (an empty README list says
   nothing about its elements).
 
+Before the first example the test waits (up to WARM_SECONDS) until the service's sweep has rescored the imported
+reports with the models, as on a service that has run for a while: until then the queue may show a rules-scored
+case, whose reasons have another shape.
+
 The service is the test session's (20,000 simulated reports, seed 11), not `make serve`'s (30,000, seed 7): a
 value that differs between the two data sets is by this rule one the README must mark, and a number the README
 states without a mark (a penalty's days, a count) must be the same on both. The README's examples come from
