@@ -1,8 +1,9 @@
 """Serving the routes marked `direct` (serving.api.routing.direct) straight from an ASGI middleware.
 
-Measured side by side at 8 clients on one worker (old: the same work in a raw ASGI layer; new: an ordinary
-FastAPI route behind BentoML's router and the mount), a one-report /score cost 2.5-2.9 ms of server CPU as a
-direct route and 3.3-4.1 ms as an ordinary one. So the hot routes skip that stack: this middleware sits inside
+Measured side by side at 8 clients on one worker (docs/benchmarks.md, 2026-12-03 "direct routes"): as an
+ordinary FastAPI route behind BentoML's router and the mount, a one-report /score cost 3.3-4.1 ms of server CPU
+against 2.5-2.9 ms in the raw ASGI layer it replaced; as a direct route 2.2-2.8 ms against 1.7-2.6 ms (mean +0.2
+ms). So the hot routes skip that stack: this middleware sits inside
 BentoML's own (metrics, tracing, access log, timeout, concurrency limit) and inside authentication, finds the
 route by method and path in the routers' own tables, calls its endpoint with the service, and maps what it raises
 through serving.api.errors exactly as the app would. Any other method on the path goes on to the app (405).
