@@ -30,7 +30,10 @@ Before the first example the test waits (up to WARM_SECONDS) until the service's
 reports with the models, as on a service that has run for a while: until then the queue may show a rules-scored
 case, whose reasons have another shape.
 
-The service is the test session's (20,000 simulated reports, seed 11), not `make serve`'s (30,000, seed 7): a
+The service is one of the test's own, on a fresh store filled from the session's data set (the examples store
+reports, events and outcomes, which a shared service would carry into other tests: a README account id once
+turned another test's "not seen yet" account into a known one). Its data set is the session's (20,000 simulated
+reports, seed 11), not `make serve`'s (30,000, seed 7): a
 value that differs between the two data sets is by this rule one the README must mark, and a number the README
 states without a mark (a penalty's days, a count) must be the same on both. The README's examples come from
 `make serve`'s data, so marked values there are real answers, just not this service's.
@@ -46,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import client
+from conftest import client, make_keys
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 README_BASE = "localhost:3000"
@@ -284,8 +287,13 @@ def _warm(api, service: str) -> None:
         time.sleep(1.0)
 
 
-def test_every_readme_example_answers_as_shown(service, keys, api):
+def test_every_readme_example_answers_as_shown(trained, data_dir, mlflow_uri, launch_service, tmp_path):
     examples = read_examples(README.read_text(encoding="utf-8"))
+    store = f"sqlite:///{tmp_path / 'readme.db'}"
+    service = launch_service({"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": mlflow_uri,
+                              "DOCKET_DATABASE_URL": store})
+    keys = make_keys(store)
+    api = client(keys["admin"])
     _warm(api, service)
     failures = []
     with client(None) as http:
