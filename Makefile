@@ -34,6 +34,7 @@ train: data
 serve: train
 	$(BIN)/docket import --data $(DATA)
 	@$(BIN)/docket keys bootstrap
+	@echo "Investigator console: http://127.0.0.1:$(PORT)/console/ (sign in with an investigator or admin key)"
 	DOCKET_DATA_DIR=$(DATA) $(BIN)/bentoml serve serving.service:Docket --host 127.0.0.1 --port $(PORT)
 
 test: install

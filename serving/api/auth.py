@@ -24,6 +24,8 @@ from serving.store.db import append_audit, reading, writing
 
 ROLES = ("intake", "investigator", "admin")
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/metrics", "/healthz"})
+# The investigator console signs people in with a session cookie and checks roles itself (serving/api/console.py).
+CONSOLE_PREFIX = "/console"
 ANY = frozenset(ROLES)
 
 # (method, path regex) -> roles allowed; admin may do everything.
@@ -33,6 +35,7 @@ ROUTES: tuple[tuple[str, re.Pattern, frozenset[str]], ...] = tuple(
         ("POST", "/score", ANY), ("POST", "/rank", ANY), ("POST", "/predict/fraud", ANY), ("POST", "/penalty", ANY),
         ("POST", "/reports", {"intake"}), ("POST", "/events", {"intake"}),
         ("GET", "/queue", {"investigator"}), ("POST", "/queue/claim", {"investigator"}),
+        ("POST", "/cases/[^/]+/release", {"investigator"}),
         ("GET", "/cases/[^/]+", {"investigator"}), ("POST", "/cases/[^/]+/resolve", {"investigator"}),
         ("GET", "/alerts", {"investigator"}),
         ("POST", "/violations", {"investigator"}), ("GET", "/accounts/[^/]+/health", {"investigator"}),
@@ -126,7 +129,9 @@ class AuthMiddleware:
         self.app, self._keys_factory, self._keys = app, keys_factory, None
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in OPEN_PATHS or path == CONSOLE_PREFIX \
+                or path.startswith(CONSOLE_PREFIX + "/"):
             return await self.app(scope, receive, send)
         if self._keys is None:
             self._keys = self._keys_factory()

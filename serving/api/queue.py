@@ -34,6 +34,12 @@ def intake(request: Request, body: Any = Body(None), svc=Depends(service)):
 def ranked_queue(limit: int = Query(50, ge=1, le=1000), family: str | None = None, category: str | None = None,
                  svc=Depends(service)):
     """Open cases in priority order (alerts first), with scores, reasons, deadline and time left."""
+    check_filters(family, category)
+    return svc.queue.queue(now(), limit, family, category)
+
+
+def check_filters(family: str | None, category: str | None) -> None:
+    """The queue's filters (the API's and the console's): RequestError naming an unknown family or category."""
     errors = []
     if family is not None and family not in V.FAMILIES:
         errors.append(FieldError("family", f"unknown value '{family}' (allowed: {', '.join(V.FAMILIES)})"))
@@ -41,22 +47,49 @@ def ranked_queue(limit: int = Query(50, ge=1, le=1000), family: str | None = Non
         errors.append(FieldError("category", f"unknown value '{category}'"))
     if errors:
         raise RequestError(errors)
-    return svc.queue.queue(now(), limit, family, category)
+
+
+CLAIM_FIELDS = ("case_id",)
 
 
 @router.post("/queue/claim")
-def claim(request: Request, svc=Depends(service)):
-    """Hold the highest-priority open case for the caller until it is resolved or the claim times out."""
-    return {"case": svc.queue.claim(actor_of(request), now())}
+def claim(request: Request, body: Any = Body(None), svc=Depends(service)):
+    """Hold a case for the caller until it is resolved, released or the claim times out: the one named by
+    `{"case_id": ...}`, else the highest-priority open case. A field this route does not know is refused rather
+    than ignored, so a misspelt `case_id` never hands out some other case."""
+    return {"case": svc.queue.claim(actor_of(request), now(), case_id=_claim_target(body))}
+
+
+def _claim_target(body: Any) -> str | None:
+    """The case id a claim names, or None for "the best open case" (no body, or `{}`)."""
+    if body is None:
+        return None
+    if not isinstance(body, dict):
+        raise RequestError([FieldError("body", f"expected an object, got {type(body).__name__}")])
+    unknown = sorted(set(body) - set(CLAIM_FIELDS))
+    if unknown:
+        raise RequestError([FieldError(name, f"unknown field (allowed: {', '.join(CLAIM_FIELDS)})")
+                            for name in unknown])
+    errors: list[FieldError] = []
+    case_id = _Fields(body, "", errors).text("case_id", required=False)
+    if errors:
+        raise RequestError(errors)
+    return case_id
+
+
+@router.post("/cases/{case_id}/release")
+def release(case_id: str, request: Request, svc=Depends(service)):
+    """Give a claimed case back to the queue; only its holder may, so a case is never taken from someone."""
+    return svc.queue.release(case_id, actor_of(request), now())
 
 
 @router.get("/cases/{case_id}")
 def case(case_id: str, svc=Depends(service)):
     """The case with its reports, scores and reasons, the subject's record and the proposed penalty."""
-    return svc.queue.case(case_id, now(), role=_role(svc, case_id))
+    return svc.queue.case(case_id, now(), role=subject_role(svc, case_id))
 
 
-def _role(svc, case_id: str) -> str:
+def subject_role(svc, case_id: str) -> str:
     """The subject's role from the data source (sellers can receive seller-only actions)."""
     subject = svc.queue.subject_of(case_id)
     history = svc.history
@@ -68,7 +101,8 @@ def _role(svc, case_id: str) -> str:
 
 @router.post("/cases/{case_id}/resolve")
 def resolve(case_id: str, request: Request, body: Any = Body(None), svc=Depends(service)):
-    """Close a claimed case; a valid outcome records the violation through the penalty mapper."""
+    """Close a claimed case; a valid outcome records the violation through the penalty mapper, and the answer
+    names it (`violation_id`) so an appeal can."""
     errors: list[FieldError] = []
     f = _Fields(body if body is not None else {}, "", errors)
     valid = f.obj.get("valid")
@@ -82,7 +116,7 @@ def resolve(case_id: str, request: Request, body: Any = Body(None), svc=Depends(
     if errors:
         raise RequestError(errors)
     return svc.queue.resolve(case_id, valid=valid, severity=severity, fraud_confirmed=fraud, notes=notes,
-                             actor=actor_of(request), role=_role(svc, case_id), now=now())
+                             actor=actor_of(request), role=subject_role(svc, case_id), now=now())
 
 
 @router.get("/alerts")

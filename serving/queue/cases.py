@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 
 from features import vocabulary as V
 from policy.penalty import Account, Violation
-from policy.queue import QueuePolicy, rank_cases
+from policy.queue import QueuePolicy, effective_priority, rank_cases
 from serving.enforcement.ledger import Ledger, NotFoundError
 from serving.store import tables as T
 from serving.store.db import (
@@ -280,31 +280,102 @@ class Queue:
 
     # -- claims -------------------------------------------------------------------------------
 
-    def claim(self, actor: str, now: datetime) -> dict | None:
-        """Hand the best open case to `actor`; a conditional update makes concurrent claims exclusive."""
-        ranked = self.ranked(now)
-        expires = now + timedelta(minutes=self.qp.claim_timeout_minutes)
-        c = T.cases.c
-        for ranked_row in ranked.head(50).to_dict("records"):
+    def claim(self, actor: str, now: datetime, case_id: str | None = None) -> dict | None:
+        """Hand `actor` the best open case, or the case named; a conditional update makes concurrent claims
+        exclusive (of two claims on one case, the second matches no row and moves on or is refused)."""
+        if case_id is not None:
+            return self._claim_named(case_id, actor, now)
+        for ranked_row in self.ranked(now).head(50).to_dict("records"):
             with writing(self.engine) as conn:
                 row = self._case_row(conn, ranked_row)
-                current = {k: row[k] for k in ("status", "claimed_by", "claim_expires_at", "version")}
-                done = conn.execute(update(T.cases).where(
-                    c.case_id == row["case_id"], c.version == current["version"],
-                    or_(c.status == "open", and_(c.status == "claimed", c.claim_expires_at <= now)),
-                ).values(status="claimed", claimed_by=actor, claim_expires_at=expires, version=c.version + 1))
-                if done.rowcount != 1:
+                if not self._take(conn, row, actor, now):
                     continue
-                if current["status"] == "claimed":
-                    append_audit(conn, at=now, actor="system:claim-timeout", action="release", entity="case",
-                                 entity_id=row["case_id"], before=current, after={"status": "open"},
-                                 why=f"claim by {current['claimed_by']} expired at {current['claim_expires_at']}")
-                append_audit(conn, at=now, actor=actor, action="claim", entity="case", entity_id=row["case_id"],
-                             before={"status": "open"}, after={"status": "claimed", "claim_expires_at": expires},
-                             why=None)
-                summary = self._case_summary(conn, row, now)
-            return {**summary, "claimed_by": actor, "claim_expires_at": expires.isoformat()}
+                return self._claimed_view(conn, row, actor, now)
         return None
+
+    def _claim_named(self, case_id: str, actor: str, now: datetime) -> dict:
+        """Claim this case (an investigator picked it), or say who or what stands in the way. Claiming a case
+        you already hold answers it unchanged, so a retried request is harmless."""
+        with writing(self.engine) as conn:
+            row = self._locked_case(conn, case_id)
+            if _holder(row, now) == actor:
+                return self._claimed_view(conn, row, actor, now, priority=self._priority_now(row, now))
+            if not self._take(conn, row, actor, now):
+                raise CaseStateError(f"case '{case_id}' {self._describe(conn, row, now)}"
+                                     + (": claim that case instead" if row["status"] == "merged" else ""))
+            return self._claimed_view(conn, row, actor, now, priority=self._priority_now(row, now))
+
+    def _take(self, conn, row: dict, actor: str, now: datetime) -> bool:
+        """Claim the case as read in `row` if it is still open (or its claim timed out) and unchanged since;
+        audited. False when another request got there first or the case is not claimable."""
+        c = T.cases.c
+        expires = now + timedelta(minutes=self.qp.claim_timeout_minutes)
+        current = {k: row[k] for k in ("status", "claimed_by", "claim_expires_at", "version")}
+        done = conn.execute(update(T.cases).where(
+            c.case_id == row["case_id"], c.version == current["version"],
+            or_(c.status == "open", and_(c.status == "claimed", c.claim_expires_at <= now)),
+        ).values(status="claimed", claimed_by=actor, claim_expires_at=expires, version=c.version + 1))
+        if done.rowcount != 1:
+            return False
+        if current["status"] == "claimed":
+            append_audit(conn, at=now, actor="system:claim-timeout", action="release", entity="case",
+                         entity_id=row["case_id"], before=current, after={"status": "open"},
+                         why=f"claim by {current['claimed_by']} expired at {current['claim_expires_at']}")
+        append_audit(conn, at=now, actor=actor, action="claim", entity="case", entity_id=row["case_id"],
+                     before={"status": "open"}, after={"status": "claimed", "claim_expires_at": expires}, why=None)
+        row.update(status="claimed", claimed_by=actor, claim_expires_at=expires)  # what the caller answers with
+        return True
+
+    def _claimed_view(self, conn, row: dict, actor: str, now: datetime, priority: float | None = None) -> dict:
+        summary = self._case_summary(conn, row if priority is None else {**row, "effective_priority": priority}, now)
+        return {**summary, "claimed_by": actor, "claim_expires_at": row["claim_expires_at"].isoformat()}
+
+    def _priority_now(self, row: dict, now: datetime) -> float:
+        """The case's effective priority at `now`, as the queue would rank it (without ranking every case)."""
+        waited = np.array([(now - row["opened_at"]).total_seconds()])
+        return float(effective_priority(np.array([float(row["base_priority"])]), waited,
+                                        np.array([float(row["goal_hours"])]), self.qp)[0])
+
+    def release(self, case_id: str, actor: str, now: datetime) -> dict:
+        """Give a case `actor` holds back to the queue (e.g. it needs someone else's expertise), so nobody has to
+        wait for the claim to time out; only the holder may, and the release is audited."""
+        c = T.cases.c
+        with writing(self.engine) as conn:
+            row = self._locked_case(conn, case_id)
+            if _holder(row, now) != actor:
+                raise CaseStateError(f"case '{case_id}' {self._describe(conn, row, now)}: "
+                                     "only the investigator holding it can release it")
+            conn.execute(update(T.cases).where(c.case_id == case_id, c.version == row["version"])
+                         .values(status="open", claimed_by=None, claim_expires_at=None, version=c.version + 1))
+            append_audit(conn, at=now, actor=actor, action="release", entity="case", entity_id=case_id,
+                         before={"status": "claimed", "claimed_by": actor, "claim_expires_at": row["claim_expires_at"]},
+                         after={"status": "open"}, why=None)
+        return {"case_id": case_id, "status": "open", "released_by": actor}
+
+    @staticmethod
+    def _locked_case(conn, case_id: str) -> dict:
+        """The case row, locked until the transaction ends (PostgreSQL: FOR UPDATE; SQLite's writer already holds
+        the database's write lock), so checking its state and changing it cannot interleave with another writer."""
+        row = conn.execute(select(T.cases).where(T.cases.c.case_id == case_id).with_for_update()).mappings().first()
+        if row is None:
+            raise NotFoundError(f"unknown case '{case_id}'")
+        return dict(row)
+
+    @staticmethod
+    def _describe(conn, row: dict, now: datetime) -> str:
+        """The case's state in words for a refusal: who holds it and until when, or who resolved it and when."""
+        if row["status"] == "resolved":
+            done = conn.execute(select(T.audit_events.c.actor, T.audit_events.c.at).where(
+                T.audit_events.c.entity == "case", T.audit_events.c.entity_id == row["case_id"],
+                T.audit_events.c.action == "resolve").order_by(T.audit_events.c.id.desc()).limit(1)).first()
+            return "is already resolved" + (f" (by {done[0]} at {done[1].isoformat()})" if done else "")
+        if row["status"] == "merged":
+            return f"was merged into '{row['merged_into']}'"
+        if row["status"] == "claimed" and row["claim_expires_at"] > now:
+            return f"is claimed by {row['claimed_by']} until {row['claim_expires_at'].isoformat()}"
+        if row["status"] == "claimed":
+            return f"is open (the claim by {row['claimed_by']} expired at {row['claim_expires_at'].isoformat()})"
+        return f"is {row['status']}"
 
     # -- one case -----------------------------------------------------------------------------
 
@@ -364,13 +435,9 @@ class Queue:
         """Close a case held by `actor`: store the outcome, record a valid violation, notify reporters."""
         c = T.cases.c
         with writing(self.engine) as conn:
-            row = conn.execute(select(T.cases).where(c.case_id == case_id)).mappings().first()
-            if row is None:
-                raise NotFoundError(f"unknown case '{case_id}'")
-            if row["status"] != "claimed" or row["claimed_by"] != actor or row["claim_expires_at"] <= now:
-                raise CaseStateError(f"case '{case_id}' is {row['status']}"
-                                     + (f" by {row['claimed_by']}" if row["claimed_by"] else "")
-                                     + ": claim it before resolving")
+            row = self._locked_case(conn, case_id)
+            if _holder(row, now) != actor:
+                raise CaseStateError(self._not_resolvable(conn, row, now))
             ids = [r[0] for r in conn.execute(select(T.case_reports.c.report_id).where(T.case_reports.c.case_id == case_id))]
             reports = conn.execute(select(T.intake_reports).where(T.intake_reports.c.report_id.in_(ids))).mappings().all()
             lead = max(self._latest_scores(conn, ids), key=lambda s: float(s["priority"]))
@@ -393,16 +460,26 @@ class Queue:
                          before={"status": "claimed"},
                          after={"status": "resolved", "valid": valid, "severity": severity,
                                 "fraud_confirmed": fraud_confirmed}, why=notes)
-        decision = None
+        decision, violation_id = None, None
         if valid:
             recorded = self.ledger.record_violation(
                 f"v-{case_id}", Account(row["subject_id"], role or "seller"),
                 Violation(row["family"], row["category"], severity, min(row["opened_at"], now)),
                 actor=actor, as_of=now, source_report_id=lead["report_id"],
                 model_versions=(lead["detail"] or {}).get("model_versions") or model_versions)
-            decision = recorded.decision.to_dict()
-        return {"case_id": case_id, "status": "resolved", "reports": len(ids), "violation": decision,
+            decision, violation_id = recorded.decision.to_dict(), recorded.violation_id
+        return {"case_id": case_id, "status": "resolved", "reports": len(ids), "violation_id": violation_id,
+                "violation": decision,
                 "notified": sorted({r["reporter_id"] for r in reports if r["reporter_id"]})}
+
+    def _not_resolvable(self, conn, row: dict, now: datetime) -> str:
+        """Why `actor` cannot resolve the case, saying what happened rather than only what to do."""
+        what = f"case '{row['case_id']}' {self._describe(conn, row, now)}"
+        if row["status"] in ("resolved", "merged"):
+            return what
+        if _holder(row, now) is not None:
+            return f"{what}: only the investigator holding it can resolve it"
+        return f"{what}: claim it before resolving"
 
     # -- alerts -------------------------------------------------------------------------------
 
@@ -552,6 +629,11 @@ def _copy_columns(conn, q) -> RankColumns:
     opened_us = np.round(frame["opened"].to_numpy() * 1e6).astype(np.int64)
     return (frame["case_id"].to_numpy(dtype=object), frame["tier"].to_numpy(), frame["base"].to_numpy(),
             opened_us / 1e6, frame["goal"].to_numpy())
+
+
+def _holder(row: dict, now: datetime) -> str | None:
+    """Who holds the case now: its claimant while the claim runs, else nobody (a timed-out claim is open)."""
+    return row["claimed_by"] if row["status"] == "claimed" and row["claim_expires_at"] > now else None
 
 
 def _score_view(s) -> dict:

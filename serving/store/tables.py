@@ -304,3 +304,19 @@ market_outcomes = Table(
     Column("resolved_at", UTCDateTime, nullable=False),
     *_received(),
 )
+
+
+# ---------------------------------------------------------------------------
+# The investigator console's sign-ins (migration 0004): current state, one row per signed-in browser. Only a
+# SHA-256 of the session token is stored (the cookie holds the token, never the API key); sign-in and sign-out
+# are audit events.
+
+console_sessions = Table(
+    "console_sessions", metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("key_id", String(32), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)

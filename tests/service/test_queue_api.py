@@ -253,3 +253,131 @@ def test_docket_monitor_feeds_transaction_and_fulfilment_cases_into_the_queue(se
     report = case["reports"][0]
     assert report["reporter_type"] == "rules_engine" and report["evidence"]["orders"]
     assert inv.get(f"{service}/cases/{tm[0]['case_id']}").json()["reports"][0]["reporter_type"] == "automated_detection"
+
+
+# -- release, claim-this-case, the violation id, errors that say what happened --------------------------------
+
+
+@pytest.fixture(scope="module")
+def investigators(service, keys) -> tuple[httpx.Client, httpx.Client]:
+    """Two investigators: the session's key and a second one the admin creates."""
+    res = client(keys["admin"]).post(f"{service}/keys", json={"role": "investigator"})
+    assert res.status_code == 201, res.text
+    return client(keys["investigator"]), client(res.json()["key"])
+
+
+def queued_case(service, keys, recent, row: int) -> str:
+    """A new case in the queue, made from one recent report (rows apart per test, so tests share none)."""
+    batch = fresh(recent.iloc[row:row + 1])
+    res = client(keys["intake"]).post(f"{service}/reports", json={"reports": batch})
+    assert res.json()["accepted"] == [batch[0]["report_id"]], res.text
+    return f"case-{batch[0]['report_id']}"
+
+
+def test_the_holder_releases_a_case_and_another_investigator_claims_it(service, keys, recent, investigators):
+    first, second = investigators
+    case_id = queued_case(service, keys, recent, 400)
+    held = first.post(f"{service}/queue/claim", json={"case_id": case_id}).json()["case"]
+    taken = second.post(f"{service}/cases/{case_id}/release")
+    assert taken.status_code == 409
+    assert taken.json()["error"] == (f"case '{case_id}' is claimed by {held['claimed_by']} until "
+                                     f"{held['claim_expires_at']}: only the investigator holding it can release it")
+    res = first.post(f"{service}/cases/{case_id}/release")
+    assert res.status_code == 200, res.text
+    assert res.json() == {"case_id": case_id, "status": "open", "released_by": held["claimed_by"]}
+    assert case_id in [c["case_id"] for c in first.get(f"{service}/queue", params={"limit": 1000}).json()]
+    again = first.post(f"{service}/cases/{case_id}/release")
+    assert again.status_code == 409 and again.json()["error"].startswith(f"case '{case_id}' is open")
+    claimed = second.post(f"{service}/queue/claim", json={"case_id": case_id})
+    assert claimed.status_code == 200 and claimed.json()["case"]["case_id"] == case_id
+    assert claimed.json()["case"]["claimed_by"] != held["claimed_by"]
+    assert first.post(f"{service}/cases/no-such-case/release").status_code == 404
+
+
+def test_a_release_is_audited_with_who_released_what(service, keys, recent, investigators):
+    first, _ = investigators
+    case_id = queued_case(service, keys, recent, 401)
+    held = first.post(f"{service}/queue/claim", json={"case_id": case_id}).json()["case"]
+    assert first.post(f"{service}/cases/{case_id}/release").status_code == 200
+    events = client(keys["admin"]).get(f"{service}/audit", params={"entity_id": case_id}).json()
+    assert [e["action"] for e in events] == ["claim", "release"]
+    release = events[-1]
+    assert release["actor"] == held["claimed_by"]
+    assert release["before"]["claimed_by"] == held["claimed_by"] and release["after"] == {"status": "open"}
+
+
+def test_only_investigators_and_admins_may_release(service, keys):
+    for key, status in ((None, 401), (keys["intake"], 403)):
+        assert client(key).post(f"{service}/cases/none/release").status_code == status
+    for role in ("investigator", "admin"):
+        assert client(keys[role]).post(f"{service}/cases/none/release").status_code == 404
+
+
+def test_claiming_a_named_case_takes_that_case_and_refuses_it_while_someone_holds_it(service, keys, recent,
+                                                                                     investigators):
+    first, second = investigators
+    two = {queued_case(service, keys, recent, 402), queued_case(service, keys, recent, 406)}
+    order = [c["case_id"] for c in first.get(f"{service}/queue", params={"limit": 1000}).json() if c["case_id"] in two]
+    case_id = order[-1]  # ranked below the other: not the case a plain claim would hand out
+    res = first.post(f"{service}/queue/claim", json={"case_id": case_id})
+    assert res.status_code == 200, res.text
+    held = res.json()["case"]
+    assert held["case_id"] == case_id and held["priority"] is not None
+    refused = second.post(f"{service}/queue/claim", json={"case_id": case_id})
+    assert refused.status_code == 409
+    assert refused.json()["error"] == (f"case '{case_id}' is claimed by {held['claimed_by']} "
+                                       f"until {held['claim_expires_at']}")
+    again = first.post(f"{service}/queue/claim", json={"case_id": case_id})
+    assert again.status_code == 200 and again.json()["case"]["claim_expires_at"] == held["claim_expires_at"]
+    assert first.post(f"{service}/queue/claim", json={"case_id": "no-such-case"}).status_code == 404
+
+
+def test_a_claim_body_is_checked_field_by_field(service, investigators):
+    first, _ = investigators
+    bad = first.post(f"{service}/queue/claim", json={"caseid": "x", "also": 1})
+    assert bad.status_code == 422
+    assert [d["field"] for d in bad.json()["detail"]] == ["also", "caseid"]
+    assert "unknown field" in bad.json()["detail"][0]["message"]
+    for body in ({"case_id": ""}, {"case_id": 7}, ["case-x"]):
+        assert first.post(f"{service}/queue/claim", json=body).status_code == 422, body
+    empty = first.post(f"{service}/queue/claim", json={})
+    assert empty.status_code == 200 and "case" in empty.json()  # the best open case, as without a body
+
+
+def test_the_resolve_answer_names_the_violation_an_appeal_needs(service, keys, recent, investigators):
+    first, _ = investigators
+    case_id = queued_case(service, keys, recent, 403)
+    first.post(f"{service}/queue/claim", json={"case_id": case_id})
+    res = first.post(f"{service}/cases/{case_id}/resolve", json={"valid": True, "severity": "high"})
+    assert res.status_code == 200, res.text
+    violation_id = res.json()["violation_id"]
+    assert violation_id == f"v-{case_id}"
+    appeal = client(keys["admin"]).post(f"{service}/violations/{violation_id}/appeal",
+                                        json={"outcome": "overturned", "why": "the video shows otherwise"})
+    assert appeal.status_code == 200, appeal.text
+    assert any(v["violation_id"] == violation_id and v["appeal"] == "overturned" for v in appeal.json()["history"])
+    other = queued_case(service, keys, recent, 404)
+    first.post(f"{service}/queue/claim", json={"case_id": other})
+    invalid = first.post(f"{service}/cases/{other}/resolve", json={"valid": False})
+    assert invalid.status_code == 200 and invalid.json()["violation_id"] is None
+
+
+def test_resolving_twice_or_someone_elses_case_says_what_happened(service, keys, recent, investigators):
+    first, second = investigators
+    case_id = queued_case(service, keys, recent, 405)
+    held = first.post(f"{service}/queue/claim", json={"case_id": case_id}).json()["case"]
+    theirs = second.post(f"{service}/cases/{case_id}/resolve", json={"valid": False})
+    assert theirs.status_code == 409
+    assert theirs.json()["error"] == (f"case '{case_id}' is claimed by {held['claimed_by']} until "
+                                      f"{held['claim_expires_at']}: only the investigator holding it can resolve it")
+    assert first.post(f"{service}/cases/{case_id}/resolve", json={"valid": False}).status_code == 200
+    events = client(keys["admin"]).get(f"{service}/audit", params={"entity_id": case_id}).json()
+    resolved_at = next(e["at"] for e in events if e["action"] == "resolve")
+    message = f"case '{case_id}' is already resolved (by {held['claimed_by']} at "
+    for who in (first, second):
+        twice = who.post(f"{service}/cases/{case_id}/resolve", json={"valid": False})
+        assert twice.status_code == 409 and twice.json()["error"].startswith(message), twice.text
+        assert "claim it before resolving" not in twice.json()["error"]
+    assert pd.Timestamp(twice.json()["error"][len(message):-1]) == pd.Timestamp(resolved_at)
+    claim = second.post(f"{service}/queue/claim", json={"case_id": case_id})
+    assert claim.status_code == 409 and claim.json()["error"].startswith(message)

@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("serving.market",),  # the marketplace's events: ingestion, the event store, the live history
     ("serving.queue",),  # cases, intake and triage, proactive monitors
     ("serving.scoring",),  # the champion models at work: runtime, reload, batching
+    ("serving.console",),  # the investigator console's sessions and pages (its routes are in serving.api.console)
     ("serving.api",),  # the HTTP face: routes, error bodies, authentication
     ("serving.service",),  # the BentoML service that wires it all together
     ("benchmarks",),
