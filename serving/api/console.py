@@ -19,13 +19,15 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from features import vocabulary as V
+from policy.penalty import APPEALS
 from serving.api.auth import Keys
 from serving.api.errors import NotReady
+from serving.api.penalty_bodies import _Fields
 from serving.api.queue import check_filters, subject_role
-from serving.api.routing import now, service
-from serving.console import pages
+from serving.api.routing import now, runtime_of, service
+from serving.console import pages, runs
 from serving.console import sessions as S
-from serving.enforcement.ledger import NotFoundError
+from serving.enforcement.ledger import LedgerError, NotFoundError
 from serving.input_checks import FieldError, RequestError
 from serving.queue.cases import CaseStateError
 
@@ -52,6 +54,7 @@ class Forbidden(Exception):
 FAILURES: tuple[tuple[type[Exception], int, str], ...] = (
     (RequestError, 422, "The request was not accepted"),
     (NotFoundError, 404, "Not found"),
+    (LedgerError, 422, "The ledger refused the change"),
     (CaseStateError, 409, "The case cannot change that way"),
     (NotReady, 503, "The service is still starting"),
     (Forbidden, 403, "Forbidden"),
@@ -268,3 +271,88 @@ async def resolve(case_id: str, request: Request, session: S.Session = Depends(s
 
     await run_in_threadpool(work)
     return _see(f"{PREFIX}/cases/{_quote(case_id)}")
+
+
+# -- alerts ------------------------------------------------------------------------------------
+
+@router.get(PREFIX + "/alerts")
+def alerts_page(request: Request, session: S.Session = Depends(signed_in), svc=Depends(service)):
+    """The open spike alerts, as GET /alerts gives them."""
+    return _page("alerts.html", request, session, alerts=svc.queue.alerts("open"))
+
+
+# -- one account -------------------------------------------------------------------------------
+
+@router.get(PREFIX + "/accounts/{account_id}")
+def account_page(account_id: str, request: Request, session: S.Session = Depends(signed_in), svc=Depends(service)):
+    """The account's health as GET /accounts/{id}/health gives it; admins get the appeal and remedial forms."""
+    return _page("account.html", request, session, health=svc.ledger.health(account_id, now()),
+                 admin=session.role == "admin", appeals=APPEALS)
+
+
+def _fields(form) -> tuple[_Fields, list[FieldError]]:
+    """A posted form read as the API reads a JSON body (an empty input counts as missing), one message per field."""
+    errors: list[FieldError] = []
+    values = {k: v.strip() for k, v in form.items() if k != "csrf" and isinstance(v, str) and v.strip()}
+    if "completed_at" in values:
+        values["completed_at"] = pages.utc_input(values["completed_at"])
+    return _Fields(values or {"csrf": None}, "", errors), errors  # a non-empty object: absent fields are "missing"
+
+
+async def _admin_form(request: Request, session: S.Session) -> Any:
+    """The posted form of an admin session (Forbidden otherwise), its CSRF token checked."""
+    form = await _form(request, session)
+    if session.role != "admin":
+        raise Forbidden("only an admin may record appeals and remedial steps")
+    return form
+
+
+@router.post(PREFIX + "/violations/{violation_id}/appeal")
+async def appeal(violation_id: str, request: Request, session: S.Session = Depends(signed_in), svc=Depends(service)):
+    """Record an appeal outcome, exactly as POST /violations/{id}/appeal does (admins)."""
+    f, errors = _fields(await _admin_form(request, session))
+    outcome, why = f.choice("outcome", APPEALS), f.text("why")
+    if errors:
+        raise RequestError(errors)
+    view = await run_in_threadpool(lambda: svc.ledger.appeal(violation_id, outcome, actor=session.actor, why=why,
+                                                             at=now()))
+    return _see(f"{PREFIX}/accounts/{_quote(view['account_id'])}")
+
+
+@router.post(PREFIX + "/violations/{violation_id}/remedial")
+async def remedial(violation_id: str, request: Request, session: S.Session = Depends(signed_in), svc=Depends(service)):
+    """Record a passed remedial step, exactly as POST /violations/{id}/remedial does (admins)."""
+    f, errors = _fields(await _admin_form(request, session))
+    completed, why = f.time("completed_at"), f.text("why")
+    if errors:
+        raise RequestError(errors)
+    view = await run_in_threadpool(lambda: svc.ledger.complete_remedial(violation_id, completed_at=completed,
+                                                                        actor=session.actor, why=why))
+    return _see(f"{PREFIX}/accounts/{_quote(view['account_id'])}")
+
+
+# -- the models --------------------------------------------------------------------------------
+
+def _champion_run(svc) -> tuple[dict, str | None]:
+    """What GET /models gives (NotReady, a 503 page, while no models are loaded) and the champion run's id."""
+    runtime_of(svc)
+    models = svc.models()
+    return models, runs.run_of(models["model_versions"])
+
+
+@router.get(PREFIX + "/models")
+def models_page(request: Request, session: S.Session = Depends(signed_in), svc=Depends(service)):
+    """The versions serving and when loaded, the champion run's model card and its evaluation plots."""
+    models, run_id = _champion_run(svc)
+    card, plots = (runs.model_card(run_id), runs.plot_names(run_id)) if run_id else (None, [])
+    return _page("models.html", request, session, models=models, run_id=run_id, card=card, plots=plots)
+
+
+@router.get(PREFIX + "/models/plots/{name}")
+def model_plot(name: str, session: S.Session = Depends(signed_in), svc=Depends(service)):
+    """One of the champion run's plots/*.png, by name (any other name: 404)."""
+    _, run_id = _champion_run(svc)
+    found = runs.plot(run_id, name) if run_id else None
+    if found is None:
+        raise NotFoundError(f"no plot '{name}' in the champion run")
+    return Response(found, media_type="image/png")

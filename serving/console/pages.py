@@ -5,7 +5,7 @@ escaped; no template marks anything `|safe`. The static files are a fixed list, 
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -76,3 +76,13 @@ def static_file(name: str) -> tuple[Path, str] | None:
     """(path, media type) of a console static file, or None for any name not on the list."""
     media = STATIC.get(name)
     return (HERE / "static" / name, media) if media else None
+
+
+
+def utc_input(value: str | None) -> str | None:
+    """A datetime-local input's value ('2026-12-03T18:00', no zone) read as UTC; anything else as it came."""
+    try:
+        at = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return value
+    return at.replace(tzinfo=UTC).isoformat() if at is not None and at.tzinfo is None else value

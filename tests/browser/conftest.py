@@ -39,8 +39,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path) -> Iterator:
+    """One Chromium per test module, closed when the module's tests are done: Playwright's sync API keeps an
+    event loop running in the main thread while it is open, and later tests that call asyncio.run() would fail."""
     from playwright.sync_api import Error, sync_playwright
 
     with sync_playwright() as p:

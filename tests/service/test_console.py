@@ -3,13 +3,16 @@ escaping and the security headers. (The browser tests drive the same pages in Ch
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from datetime import UTC, datetime
 from html import unescape
+from urllib.parse import quote, unquote
 
 import httpx
 import pandas as pd
 import pytest
-from conftest import as_request, client
+from conftest import as_request, client, make_keys
 
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
@@ -218,3 +221,152 @@ def test_the_case_page_draws_reasons_as_bars_and_escapes_text():
         [{"rule": "rules_priority", "reporter_type": "buyer", "category": "spam"}]),
         case=_case_payload([])["case"], holds=False, outcome=None, violation=None, severities=())
     assert "Ranked by the rules" in rules and '<table class="reasons">' not in rules and 'name="valid"' not in rules
+
+
+# -- alerts, accounts, models --------------------------------------------------------------------
+
+def _burst(tables, scenario: str) -> pd.DataFrame:
+    """The densest hour of one simulator scenario's reports about one subject (as test_queue_api builds it)."""
+    r = tables["reports"].merge(tables["truth_reports"][["report_id", "scenario"]], on="report_id")
+    r = r[r["scenario"] == scenario].drop(columns="scenario")
+    best = None
+    for _, group in r.groupby("subject_id"):
+        times = group.sort_values(["created_at", "report_id"])
+        end = times["created_at"].reset_index(drop=True)
+        end = end.searchsorted(end + pd.Timedelta(hours=1))
+        k = int((end - range(len(times))).argmax())
+        if best is None or end[k] - k > len(best):
+            best = times.iloc[k:end[k]]
+    return best.reset_index(drop=True)
+
+
+@pytest.mark.parametrize("path", ["/console/alerts", "/console/accounts/acct-x", "/console/models",
+                                  "/console/models/plots/x.png"])
+def test_the_new_pages_need_a_session(service, path):
+    with browser(service, token="not-a-session") as b:
+        res = b.get(path)
+    assert res.status_code == 303 and res.headers["location"] == "/console/sign-in"
+    assert res.headers["content-security-policy"] == CSP
+
+
+def test_the_alerts_page_shows_the_open_alerts_of_get_alerts(service, keys, tables):
+    res = client(keys["intake"]).post(f"{service}/reports", json={"reports": fresh(_burst(tables, "brigading"))})
+    assert res.json()["alerts"], res.json()
+    alerts = client(keys["investigator"]).get(f"{service}/alerts").json()
+    with session_of(service, keys["investigator"]) as b:
+        page = b.get("/console/alerts")
+        assert page.status_code == 200 and page.headers["content-security-policy"] == CSP
+        assert '<a href="/console/alerts" aria-current="page">Alerts</a>' in page.text
+        assert '<a href="/console/models">Models</a>' in b.get("/console/queue").text
+    text = unescape(page.text)
+    linked = [unquote(unescape(m)) for m in re.findall(r'<a href="/console/cases/([^"]+)">', page.text)]
+    assert linked == [a["case_id"] for a in alerts]
+    for a in alerts:
+        assert f"<dd>{a['distinct_reporters']}</dd>" in text and f"<dd>{a['count']}</dd>" in text
+        assert all(why in text for why in a["reasons"])
+    assert {a["verdict"] for a in alerts} <= {"incident", "brigading"}
+    assert sum(f'<span class="tag alert">{a["verdict"]}</span>' in page.text for a in alerts) >= 1
+    assert len(re.findall(r'<section class="card alert-card"', page.text)) == len(alerts)
+
+
+def _resolved_case(service: str, keys: dict, reports: pd.DataFrame) -> tuple[str, str]:
+    """A case claimed and resolved valid/high through the console: (case id, the subject's account page link)."""
+    client(keys["intake"]).post(f"{service}/reports", json={"reports": fresh(reports)}).raise_for_status()
+    with session_of(service, keys["investigator"]) as b:
+        csrf = csrf_of(b.get("/console/queue").text)
+        where = b.post("/console/claim", data={"csrf": csrf}).headers["location"]
+        page = b.get(where).text
+        case_id = unescape(re.search(r'<h1>Case <span class="id">([^<]+)</span>', page).group(1))
+        resolve = re.search(r'<form method="post" action="([^"]+/resolve)"', page).group(1)
+        assert b.post(resolve, data={"csrf": csrf, "valid": "true", "severity": "high"}).status_code == 303
+        link = re.search(r'<dt>Subject</dt><dd><a href="(/console/accounts/[^"]+)">', b.get(where).text).group(1)
+    return case_id, unescape(link)
+
+
+def test_the_account_page_shows_health_and_only_admins_get_the_forms(service, keys, recent):
+    case_id, link = _resolved_case(service, keys, recent.iloc[80:83])
+    violation = f"v-{case_id}"
+    account_id = unquote(link.rsplit("/", 1)[1])
+    health = client(keys["investigator"]).get(f"{service}/accounts/{account_id}/health").json()
+    with session_of(service, keys["investigator"]) as b:
+        page = b.get(link)
+        assert page.status_code == 200 and page.headers["content-security-policy"] == CSP
+        text = unescape(page.text)
+        assert f'<h1>Account <span class="id">{account_id}</span></h1>' in text
+        assert health["account_health"] in text and violation in text
+        assert all(v in text for v in health["counting_violations"])
+        assert all(p["type"] in text for p in health["active_penalties"])
+        assert "/appeal" not in page.text and "/remedial" not in page.text  # no forms for an investigator
+        csrf = csrf_of(page.text)
+        for action, data in (("appeal", {"outcome": "overturned", "why": "x"}),
+                             ("remedial", {"completed_at": "2999-01-01T00:00", "why": "x"})):
+            refused = b.post(f"/console/violations/{quote(violation)}/{action}", data={"csrf": csrf, **data})
+            assert refused.status_code == 403 and "admin" in refused.text
+        missing = b.get("/console/accounts/no-such-account")
+        assert missing.status_code == 404 and "no-such-account" in unescape(missing.text)
+    audit = client(keys["admin"]).get(f"{service}/audit", params={"entity_id": violation}).json()
+    assert not [e for e in audit if e["action"] in ("violation.appealed", "violation.remedial_completed")]
+
+
+def test_an_admin_records_an_appeal_and_a_remedial_step_from_the_account_page(service, keys, recent):
+    case_id, link = _resolved_case(service, keys, recent.iloc[90:93])
+    violation = f"v-{case_id}"
+    path = f"/console/violations/{quote(violation)}"  # as the page's urlencode spells it
+    with session_of(service, keys["admin"]) as b:
+        page = b.get(link).text
+        assert f'action="{path}/appeal"' in page and f'action="{path}/remedial"' in page
+        assert 'name="outcome" value="upheld"' in page and 'name="outcome" value="overturned"' in page
+        csrf = csrf_of(page)
+        assert b.post(f"{path}/appeal", data={"outcome": "overturned", "why": "x"}).status_code == 403  # no CSRF
+        bad = b.post(f"{path}/appeal", data={"csrf": csrf, "outcome": "maybe", "why": ""})
+        assert bad.status_code == 422 and "outcome" in bad.text and "why: missing field" in bad.text
+        assert b.post("/console/violations/v-none/appeal",
+                      data={"csrf": csrf, "outcome": "upheld", "why": "x"}).status_code == 404
+        done = b.post(f"{path}/appeal", data={"csrf": csrf, "outcome": "overturned", "why": "evidence <b>new</b>"})
+        assert done.status_code == 303 and unquote(done.headers["location"]) == unquote(link)
+        after = b.get(link).text
+        assert "<dd>overturned</dd>" in after
+        too_early = b.post(f"{path}/remedial", data={"csrf": csrf, "completed_at": "2000-01-01T00:00", "why": "q"})
+        assert too_early.status_code == 422 and "precedes" in too_early.text
+        time.sleep(1.1)  # a whole second after the recording: the form's time has no fractions
+        at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")  # a datetime-local value: UTC, no zone
+        remedial = b.post(f"{path}/remedial", data={"csrf": csrf, "completed_at": at, "why": "quiz"})
+        assert remedial.status_code == 303
+        after = b.get(link).text
+        assert f'action="{path}/remedial"' not in after and f"<dd>{at.replace('T', ' ')[:16]} UTC</dd>" in after
+    audit = client(keys["admin"]).get(f"{service}/audit", params={"entity_id": violation}).json()
+    admin = f"key:{keys['admin'].split('_')[1]}"
+    appealed = [e for e in audit if e["action"] == "violation.appealed"]
+    assert [(e["actor"], e["after"], e["why"]) for e in appealed] == [(admin, {"appeal": "overturned"},
+                                                                         "evidence <b>new</b>")]
+    assert [e["actor"] for e in audit if "remedial" in e["action"]] == [admin]
+
+
+def test_the_models_page_shows_the_versions_the_model_card_and_the_plots(service, keys):
+    models = client(keys["investigator"]).get(f"{service}/models").json()
+    with session_of(service, keys["investigator"]) as b:
+        page = b.get("/console/models")
+        assert page.status_code == 200 and page.headers["content-security-policy"] == CSP
+        for name, version in models["model_versions"].items():
+            assert f'<td>{name}</td><td class="id">{version}</td>' in page.text
+        assert '<pre class="model-card">' in page.text and "<script" not in page.text.replace(
+            '<script src="/console/static/console.js" defer></script>', "")
+        plots = [unescape(p) for p in re.findall(r'<a href="(/console/models/plots/[^"]+)"', page.text)]
+        assert plots and any("importance_validity.png" in p for p in plots)
+        png = b.get(plots[0])
+        assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+        assert png.content.startswith(b"\x89PNG") and png.headers["content-security-policy"] == CSP
+        for name in ("nope.png", "..%2Fmodel_card.md", "model_card.md"):
+            assert b.get(f"/console/models/plots/{name}").status_code == 404, name
+
+
+def test_the_models_page_says_when_no_models_are_loaded(launch_service, tmp_path):
+    (tmp_path / "no-data").mkdir()
+    env = {"DOCKET_DATA_DIR": str(tmp_path / "no-data"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}",
+           "DOCKET_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}"}
+    url = launch_service(env, wait_ready=False)
+    own = make_keys(env["DOCKET_DATABASE_URL"])
+    with session_of(url, own["investigator"]) as b:
+        page, plot = b.get("/console/models"), b.get("/console/models/plots/importance_validity.png")
+    assert page.status_code == 503 and "models are not loaded yet" in page.text
+    assert page.headers["content-security-policy"] == CSP and plot.status_code == 503
