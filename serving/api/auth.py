@@ -39,6 +39,7 @@ ROUTES: tuple[tuple[str, re.Pattern, frozenset[str]], ...] = tuple(
         ("GET", "/cases/[^/]+", {"investigator"}), ("POST", "/cases/[^/]+/resolve", {"investigator"}),
         ("GET", "/alerts", {"investigator"}),
         ("POST", "/violations", {"investigator"}), ("GET", "/accounts/[^/]+/health", {"investigator"}),
+        ("GET", "/accounts/[^/]+/timeline", {"investigator"}),
         ("POST", "/violations/[^/]+/appeal", set()), ("POST", "/violations/[^/]+/remedial", set()),
         ("GET", "/audit", set()), ("POST", "/keys", set()), ("POST", "/admin/reload", set()),
         ("GET", "/models", {"investigator"}),

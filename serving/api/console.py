@@ -9,6 +9,7 @@ Every console response carries the security headers below; domain failures becom
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -23,12 +24,13 @@ from policy.penalty import APPEALS
 from serving.api.auth import Keys
 from serving.api.errors import NotReady
 from serving.api.penalty_bodies import _Fields
-from serving.api.queue import check_filters, subject_role
+from serving.api.queue import check_filters, resolution, subject_role
 from serving.api.routing import now, runtime_of, service
 from serving.console import pages, runs
 from serving.console import sessions as S
 from serving.enforcement.ledger import LedgerError, NotFoundError
 from serving.input_checks import FieldError, RequestError
+from serving.market.timeline import account_timeline
 from serving.queue.cases import CaseStateError
 
 PREFIX = "/console"
@@ -235,7 +237,15 @@ def case_page(case_id: str, request: Request, session: S.Session = Depends(signe
     outcome = _outcome(svc, case_id) if case["status"] == "resolved" else None
     violation = next((v for v in payload["subject"].get("history", []) if v["violation_id"] == f"v-{case_id}"), None)
     return _page("case.html", request, session, payload=payload, case=case, holds=holds, outcome=outcome,
-                 violation=violation, severities=V.SEVERITIES)
+                 violation=violation, severities=V.SEVERITIES, timeline=_timeline(svc, case["subject_id"], at))
+
+
+def _timeline(svc, account_id: str, at: datetime) -> dict | None:
+    """The account's timeline, as GET /accounts/{id}/timeline gives it; None for an account nothing is known of."""
+    try:
+        return account_timeline(svc.engine, svc.ledger, account_id, at)
+    except NotFoundError:
+        return None
 
 
 def _outcome(svc, case_id: str) -> dict | None:
@@ -251,23 +261,13 @@ def _outcome(svc, case_id: str) -> dict | None:
 async def resolve(case_id: str, request: Request, session: S.Session = Depends(signed_in), svc=Depends(service)):
     """Resolve the held case, exactly as POST /cases/{id}/resolve does, and show it again."""
     form = await _form(request, session)
-    errors: list[FieldError] = []
-    valid = {"true": True, "false": False}.get(str(form.get("valid") or ""))
-    if valid is None:
-        errors.append(FieldError("valid", "choose valid or not valid"))
-    severity = str(form.get("severity") or "") or None
-    if severity is not None and severity not in V.SEVERITIES:
-        errors.append(FieldError("severity", f"unknown value '{severity}' (allowed: {', '.join(V.SEVERITIES)})"))
-    elif severity is None and valid:
-        errors.append(FieldError("severity", "a valid report needs a severity"))
-    fraud = form.get("fraud_confirmed") is not None  # a checkbox is sent only when ticked
-    notes = str(form.get("notes") or "").strip() or None
-    if errors:
-        raise RequestError(errors)
+    verdict = resolution({"valid": {"true": True, "false": False}.get(form.get("valid") or "", form.get("valid")),
+                          "severity": form.get("severity") or None, "notes": str(form.get("notes") or "").strip() or None,
+                          "fraud_confirmed": form.get("fraud_confirmed") is not None})  # a ticked checkbox is sent
 
     def work() -> None:
-        svc.queue.resolve(case_id, valid=valid, severity=severity, fraud_confirmed=fraud, notes=notes,
-                          actor=session.actor, role=subject_role(svc, case_id), now=now())
+        svc.queue.resolve(case_id, **asdict(verdict), actor=session.actor, role=subject_role(svc, case_id),
+                          now=now())
 
     await run_in_threadpool(work)
     return _see(f"{PREFIX}/cases/{_quote(case_id)}")
@@ -286,8 +286,9 @@ def alerts_page(request: Request, session: S.Session = Depends(signed_in), svc=D
 @router.get(PREFIX + "/accounts/{account_id}")
 def account_page(account_id: str, request: Request, session: S.Session = Depends(signed_in), svc=Depends(service)):
     """The account's health as GET /accounts/{id}/health gives it; admins get the appeal and remedial forms."""
-    return _page("account.html", request, session, health=svc.ledger.health(account_id, now()),
-                 admin=session.role == "admin", appeals=APPEALS)
+    at = now()
+    return _page("account.html", request, session, health=svc.ledger.health(account_id, at),
+                 admin=session.role == "admin", appeals=APPEALS, timeline=_timeline(svc, account_id, at))
 
 
 def _fields(form) -> tuple[_Fields, list[FieldError]]:
@@ -356,3 +357,12 @@ def model_plot(name: str, session: S.Session = Depends(signed_in), svc=Depends(s
     if found is None:
         raise NotFoundError(f"no plot '{name}' in the champion run")
     return Response(found, media_type="image/png")
+
+
+# -- anything else under /console: last, so every route above matches first ------------------------
+
+@router.api_route(PREFIX + "/{rest:path}", methods=["GET", "POST"], include_in_schema=False)
+def unknown_page(rest: str, request: Request, svc=Depends(service)):
+    """A console page, with the console's headers, for a path that is not one (rather than the API's JSON 404)."""
+    request.state.console_session = S.find(svc.engine, request.cookies.get(S.COOKIE), now())
+    raise NotFoundError(f"there is no console page at {PREFIX}/{rest}")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from policy.penalty import APPEALS, decide
 from serving.api.penalty_bodies import PENALTY_FIELDS, _Fields, parse_account, parse_penalty_request, parse_violation
 from serving.api.routing import actor_of, json_body, now, service
 from serving.input_checks import FieldError, RequestError
+from serving.market.timeline import LIMIT, account_timeline
 
 router = APIRouter()
 
@@ -77,6 +78,12 @@ def health(account_id: str, as_of: str | None = None, ledger=Depends(ledger)) ->
     if errors:
         raise RequestError(errors)
     return ledger.health(account_id, when)
+
+
+@router.get("/accounts/{account_id}/timeline")
+def timeline(account_id: str, limit: int = Query(LIMIT, ge=1, le=500), svc=Depends(service)) -> dict:
+    """The account's reports, orders with their later facts, violations and penalties, newest first."""
+    return account_timeline(svc.engine, svc.ledger, account_id, now(), limit)
 
 
 @router.get("/audit")

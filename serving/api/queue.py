@@ -4,6 +4,7 @@ The acting identity is the API key the auth middleware verified, so every audit 
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -103,20 +104,37 @@ def subject_role(svc, case_id: str) -> str:
 def resolve(case_id: str, request: Request, body: Any = Body(None), svc=Depends(service)):
     """Close a claimed case; a valid outcome records the violation through the penalty mapper, and the answer
     names it (`violation_id`) so an appeal can."""
+    return svc.queue.resolve(case_id, **asdict(resolution(body)), actor=actor_of(request),
+                             role=subject_role(svc, case_id), now=now())
+
+
+@dataclass(frozen=True)
+class Resolution:
+    valid: bool
+    severity: str | None
+    fraud_confirmed: bool
+    notes: str | None
+
+
+def resolution(body: Any) -> Resolution:
+    """An investigator's verdict on a case, read once for the API's JSON body and the console's form (which
+    posts the same fields); RequestError with one message per bad field."""
     errors: list[FieldError] = []
     f = _Fields(body if body is not None else {}, "", errors)
     valid = f.obj.get("valid")
     if not isinstance(valid, bool):
-        errors.append(FieldError("valid", "expected true or false"))
-    severity = f.choice("severity", V.SEVERITIES, required=bool(valid))
+        errors.append(FieldError("valid", "missing field: say true (valid) or false (not valid)" if valid is None
+                                 else f"expected true or false, got {valid!r}"))
+    severity = f.choice("severity", V.SEVERITIES, required=False)
+    if valid is True and f.obj.get("severity") is None:
+        errors.append(FieldError("severity", "a valid report needs a severity"))
     fraud = f.obj.get("fraud_confirmed", False)
     if not isinstance(fraud, bool):
-        errors.append(FieldError("fraud_confirmed", "expected true or false"))
+        errors.append(FieldError("fraud_confirmed", f"expected true or false, got {fraud!r}"))
     notes = f.text("notes", required=False)
     if errors:
         raise RequestError(errors)
-    return svc.queue.resolve(case_id, valid=valid, severity=severity, fraud_confirmed=fraud, notes=notes,
-                             actor=actor_of(request), role=subject_role(svc, case_id), now=now())
+    return Resolution(valid, severity, fraud, notes)
 
 
 @router.get("/alerts")

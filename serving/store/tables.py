@@ -278,7 +278,7 @@ market_account_updates = Table(
 market_orders = Table(
     "market_orders", metadata,
     Column("order_id", String(128), primary_key=True),
-    Column("buyer_id", String(128), nullable=False),
+    Column("buyer_id", String(128), nullable=False, index=True),  # migration 0005
     Column("seller_id", String(128), nullable=False, index=True),
     Column("show_id", String(128), nullable=True),
     Column("amount", Float, nullable=False),

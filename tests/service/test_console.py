@@ -99,6 +99,14 @@ def test_every_page_sends_the_security_headers(service, keys):
             assert res.headers["referrer-policy"] == "same-origin", path
         assert b.get("/console/cases/no-such-case").status_code == 404
         assert b.get("/console/static/pages.py").status_code == 404
+        for path in ("/console/nowhere", "/console/cases/x/nowhere", "/console/%3Cscript%3E"):
+            lost = b.get(path)  # a page of the console's, not the API's JSON 404, and the path shown as text
+            assert lost.status_code == 404 and lost.headers["content-type"].startswith("text/html"), path
+            assert lost.headers["content-security-policy"] == CSP and "Back to the queue" in lost.text, path
+        assert "no console page at /console/&lt;script&gt;" in b.get("/console/%3Cscript%3E").text
+    with browser(service) as anonymous:
+        lost = anonymous.post("/console/nowhere")
+        assert lost.status_code == 404 and 'href="/console/sign-in"' in lost.text
 
 
 def test_the_queue_page_lists_cases_in_the_order_of_get_queue(service, keys, recent):

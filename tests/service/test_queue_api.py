@@ -194,6 +194,7 @@ ENDPOINTS = [
     ("GET", "/alerts", None, {"investigator", "admin"}),
     ("POST", "/violations", {}, {"investigator", "admin"}),
     ("GET", "/accounts/none/health", None, {"investigator", "admin"}),
+    ("GET", "/accounts/none/timeline", None, {"investigator", "admin"}),
     ("POST", "/violations/none/appeal", {}, {"admin"}),
     ("POST", "/violations/none/remedial", {}, {"admin"}),
     ("GET", "/audit", None, {"admin"}),
