@@ -13,7 +13,7 @@ TINY_SIZES: tuple[int, ...] = (2_000, 4_000)
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """Settings shared by the offline, online, queue and live suites.
+    """Settings shared by the offline, online, queue, live and console suites.
 
     sizes: report counts for the offline suite (smallest first; growth is measured from the first to the last).
     tiny: a seconds-long run that only proves the benchmark code works (the test suite uses it); no targets apply.

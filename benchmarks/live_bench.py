@@ -280,11 +280,11 @@ def _prepare(work: Path, config) -> Prepared:
 def _store(config, work: Path, store: str, purpose: str) -> Iterator[tuple[str, str]]:
     """A fresh store (queue_bench's: a new SQLite file, or a new PostgreSQL database dropped afterwards), migrated,
     with an admin key: (url, key)."""
-    from benchmarks.queue_bench import _store_url
+    from benchmarks.queue_bench import store_url
     from serving.api.auth import create_key
     from serving.store.db import make_engine, migrate
 
-    with _store_url(config, work, store, purpose) as url:
+    with store_url(config, work, store, purpose) as url:
         engine = make_engine(url)
         migrate(engine)
         key = create_key(engine, "admin", actor="benchmarks.live", now=datetime.now(UTC))

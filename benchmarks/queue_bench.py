@@ -53,20 +53,20 @@ def run(config) -> list[dict]:
     work = Path(config.work_dir) / "queue"
     work.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
-    for store in _stores(config):
-        with _store_url(config, work, store, "rerank") as url:
+    for store in stores(config):
+        with store_url(config, work, store, "rerank") as url:
             rows += rerank(url, store, RERANK_CASES_TINY if config.tiny else RERANK_CASES, config.seed,
                            WARM_RUNS_TINY if config.tiny else WARM_RUNS)
     rows += intake(config, work)
     return rows
 
 
-def _stores(config) -> list[str]:
+def stores(config) -> list[str]:
     return ["sqlite"] + (["postgresql"] if getattr(config, "postgres_url", None) else [])
 
 
 @contextmanager
-def _store_url(config, work: Path, store: str, purpose: str):
+def store_url(config, work: Path, store: str, purpose: str):
     """A fresh, empty database URL for one case: a new SQLite file, or a new PostgreSQL database dropped afterwards."""
     if store == "sqlite":
         path = work / f"{purpose}-{uuid.uuid4().hex[:8]}.db"
@@ -89,7 +89,7 @@ def _store_url(config, work: Path, store: str, purpose: str):
         admin.dispose()
 
 
-def _load() -> str:
+def load_average() -> str:
     """The load average, to read every timing beside (the machine may be shared)."""
     try:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -98,7 +98,7 @@ def _load() -> str:
 
 
 def _row(case: str, store: str, n: int, **figures: Any) -> dict:
-    return {"suite": "queue", "case": case, "store": store, "n": n, **figures, "load_avg": _load()}
+    return {"suite": "queue", "case": case, "store": store, "n": n, **figures, "load_avg": load_average()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -226,15 +226,15 @@ def rerank(url: str, store: str, n_open: int, seed: int, runs: int) -> list[dict
 
 def intake(config, work: Path) -> list[dict]:
     """Simulate data, train models, then per store start the service and post reports at batch sizes 1 and 100."""
-    data_dir, mlflow_uri, requests = _intake_inputs(config, work)
+    data_dir, mlflow_uri, requests = intake_inputs(config, work)
     rows: list[dict] = []
-    for store in _stores(config):
-        with _store_url(config, work, store, "intake") as url:
+    for store in stores(config):
+        with store_url(config, work, store, "intake") as url:
             rows += _intake_store(url, store, data_dir, mlflow_uri, requests, work)
     return rows
 
 
-def _intake_inputs(config, work: Path) -> tuple[Path, str, list[dict]]:
+def intake_inputs(config, work: Path) -> tuple[Path, str, list[dict]]:
     """The simulated data set, a registry with trained models, and the reports to post (new ids, real accounts)."""
     from config import settings as S
     from features.io import load_tables, write_tables
@@ -283,13 +283,11 @@ def _intake_store(url: str, store: str, data_dir: Path, mlflow_uri: str, request
     migrate(engine)
     key = create_key(engine, "intake", actor="bench", now=datetime.now(UTC))
     admin = create_key(engine, "admin", actor="bench", now=datetime.now(UTC))
-    env = {"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": mlflow_uri, "DOCKET_DATABASE_URL": url,
-           "DOCKET_RELOAD_SECONDS": "0", "BENTOML_HOME": str(work / "bentoml")}
     rows = []
-    with serve_docket(env, work, f"service-{store}.log") as (base, pid):
+    with serve_docket(service_env(url, data_dir, mlflow_uri, work), work, f"service-{store}.log") as (base, pid):
         half = len(requests) // 2
         for batch, chunk, clients in ((1, requests[:half], INTAKE_CLIENTS), (100, requests[half:], 1)):
-            rows.append(_post_all(base, key, chunk, batch, clients, store, pid))
+            rows.append(post_reports(base, key, chunk, batch, clients, store, pid))
         with httpx.Client(headers={"Authorization": f"Bearer {admin}"}, timeout=120) as http:
             lat = []
             for _ in range(5):
@@ -310,7 +308,13 @@ def _intake_store(url: str, store: str, data_dir: Path, mlflow_uri: str, request
     return rows
 
 
-def _post_all(base: str, key: str, reports: list[dict], batch: int, clients: int, store: str, server_pid: int) -> dict:
+def service_env(url: str, data_dir: Path, mlflow_uri: str, work: Path) -> dict[str, str]:
+    """The environment of a service over the store at `url` with intake_inputs' data and registry (no hot reload)."""
+    return {"DOCKET_DATA_DIR": str(data_dir), "MLFLOW_TRACKING_URI": mlflow_uri, "DOCKET_DATABASE_URL": url,
+            "DOCKET_RELOAD_SECONDS": "0", "BENTOML_HOME": str(work / "bentoml")}
+
+
+def post_reports(base: str, key: str, reports: list[dict], batch: int, clients: int, store: str, server_pid: int) -> dict:
     """POST the reports in batches from `clients` threads; per-request latency, errors and throughput.
 
     Also the server's CPU time (its process tree, as the online suite measures it) per request: how much work a

@@ -17,7 +17,8 @@ from benchmarks.config import BenchConfig
 from benchmarks.machine import PROBE_REPEATS, machine
 
 SUITES: dict[str, str] = {"offline": "benchmarks.offline", "online": "benchmarks.online",
-                          "queue": "benchmarks.queue_bench", "live": "benchmarks.live_bench"}
+                          "queue": "benchmarks.queue_bench", "live": "benchmarks.live_bench",
+                          "console": "benchmarks.console_bench"}
 # Columns first in each markdown table when a suite has them; the rest follow in the order they appear.
 LEADING = ("case", "size", "concurrency", "wall_s", "cpu_s", "rows_per_s", "peak_rss_mb", "time_growth", "rss_ratio",
            "target", "pass")
@@ -102,10 +103,10 @@ def markdown(rows: list[dict], info: dict, config: BenchConfig) -> str:
     if any(r.get("suite") == "offline" and "time_growth" in r for r in rows):
         lines += ["Growth: `time_growth` = (time ratio) / (size ratio) from the smallest to the largest size; "
                   "1.0 is linear. `rss_ratio` is the peak-memory ratio.", ""]
-    if any(r.get("suite") in ("online", "queue", "live") and "server_cpu_ms_per_request" in r for r in rows):
+    if any(r.get("suite") in ("online", "queue", "live", "console") and "server_cpu_ms_per_request" in r for r in rows):
         lines += ["`server_cpu_ms_per_request` is the server process tree's CPU time per request sent (online, live "
-                  "/score and single events: warm-up included; live ingest: per batch of events): how much work a "
-                  "request is, in this machine's time. "
+                  "/score and single events: warm-up included; live ingest: per batch of events; console: per page "
+                  "or form request, warm-up left out): how much work a request is, in this machine's time. "
                   "`client_cpu_ms_per_request` is the load generator's; it is not a gauge of how fast the server's "
                   "work ran (between two hosts it moved 1.2-1.3x while the scoring pass moved 1.9x). To compare runs "
                   "or machines, compare the speed probe in the first line: the scoring pass's kind of work (Python, "

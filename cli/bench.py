@@ -1,4 +1,4 @@
-"""`docket bench`: the offline, online, queue and live benchmarks, written to results.json and results.md."""
+"""`docket bench`: the offline, online, queue, live and console benchmarks, written to results.json and results.md."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,14 +25,14 @@ def bench(
     tiny: bool = typer.Option(False, "--tiny", help="Seconds-long run on tiny sizes that only proves the benchmarks work."),
     sizes: str | None = typer.Option(None, "--sizes", help="Offline suite sizes in reports, comma-separated "
                                                           "[default: 100000,1000000; with --tiny 2000,4000]."),
-    suites: str = typer.Option("offline,online,queue,live", "--suites",
-                               help="Comma-separated: offline, online, queue, live."),
+    suites: str = typer.Option("offline,online,queue,live,console", "--suites",
+                               help="Comma-separated: offline, online, queue, live, console."),
     out_dir: Path = typer.Option(Path("benchmarks"), "--out", help="Folder for results.json and results.md."),
     work_dir: Path | None = typer.Option(None, "--work", help="Scratch folder for simulated data, models and stores "
                                                               "[default: a folder under the system temp dir]."),
 ) -> None:
     """Benchmark on this machine: simulate, features, training and batch scoring at each size, the HTTP service,
-    the queue and the live event feed; write results.json (with the machine) and results.md (tables with targets)."""
+    the queue, the live event feed and the console pages; write results.json (with the machine) and results.md (tables with targets)."""
 
     def go() -> None:
         from benchmarks.config import BenchConfig
