@@ -7,7 +7,7 @@ DATA ?= $(or $(DOCKET_DATA_DIR),data)
 REPORTS ?= 30000
 PORT ?= 3000
 
-.PHONY: install serve test bench data train clean
+.PHONY: install serve test screenshots bench data train clean
 
 # The first install downloads about 150 packages (MLflow, BentoML, LightGBM, ...): about 3 minutes here. pip
 # prints one line per package it collects and installs, so the wait shows its progress.
@@ -40,9 +40,13 @@ serve: train
 test: install
 	$(BIN)/python -m pytest
 
+# The console screenshots the README shows, taken by the browser tests (a plain test run saves them in build/).
+screenshots: install
+	$(BIN)/python -m pytest tests/browser --screenshots docs/img
+
 # Full sizes (100k and 1M reports) on simulated data in a scratch folder; never touches ./data or ./mlflow.db.
 bench: install
 	$(BIN)/docket bench
 
 clean:
-	rm -rf $(VENV) data mlflow.db mlruns mlartifacts
+	rm -rf $(VENV) data mlflow.db mlruns mlartifacts build

@@ -24,6 +24,12 @@ SMALL_REPORTS = 20_000
 SEED = 11
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--screenshots", metavar="DIR", default=None,
+                     help="save the browser tests' console screenshots in DIR (`make screenshots` uses docs/img, "
+                          "which the README shows); by default they go to build/screenshots/")
+
+
 @pytest.fixture(scope="session")
 def sim_tables() -> dict:
     return simulate(SMALL_REPORTS, seed=SEED)

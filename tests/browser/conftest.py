@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "img"
+SCREENSHOTS = ROOT / "build" / "screenshots"  # by default; `--screenshots DIR` (`make screenshots`: docs/img)
 MAX_SHOT_HEIGHT = 1800
 
 # Without the background-networking flags Chromium dials out at start-up, which a closed network refuses.
@@ -63,14 +63,23 @@ def page(browser) -> Iterator:
     context.close()
 
 
+@pytest.fixture(scope="session")
+def screenshot_dir(pytestconfig) -> Path:
+    """Where the screenshots go: build/screenshots/ (ignored by git), or the `--screenshots DIR` given (relative
+    to where pytest was started), so a plain test run never rewrites the README's images in docs/img."""
+    chosen = pytestconfig.getoption("screenshots", default=None)
+    path = pytestconfig.invocation_params.dir / chosen if chosen else SCREENSHOTS
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 @pytest.fixture
-def screenshot():
-    """Save a full-page screenshot as docs/img/console-<name>.png (the README shows them), cut off at
-    MAX_SHOT_HEIGHT pixels: a case with dozens of reports is tens of thousands of pixels tall."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def screenshot(screenshot_dir):
+    """Save a full-page screenshot as <screenshot_dir>/console-<name>.png, cut off at MAX_SHOT_HEIGHT pixels: a
+    case with dozens of reports is tens of thousands of pixels tall."""
 
     def save(page, name: str) -> Path:
-        path = SCREENSHOTS / f"console-{name}.png"
+        path = screenshot_dir / f"console-{name}.png"
         width, height = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
         page.screenshot(path=str(path), full_page=True,
                         clip={"x": 0, "y": 0, "width": width, "height": min(height, MAX_SHOT_HEIGHT)})
