@@ -220,6 +220,14 @@ async def claim(request: Request, session: S.Session = Depends(signed_in), svc=D
     return _see(f"{PREFIX}/cases/{_quote(case['case_id'])}")
 
 
+@router.post(PREFIX + "/cases/{case_id}/claim")
+async def claim_case(case_id: str, request: Request, session: S.Session = Depends(signed_in), svc=Depends(service)):
+    """Claim this case, as POST /queue/claim with {"case_id"} does (409 page naming who holds it), and show it."""
+    await _form(request, session)
+    await run_in_threadpool(svc.queue.claim, session.actor, now(), case_id)
+    return _see(f"{PREFIX}/cases/{_quote(case_id)}")
+
+
 def _quote(case_id: str) -> str:
     return quote(case_id, safe="")
 
@@ -232,12 +240,13 @@ def case_page(case_id: str, request: Request, session: S.Session = Depends(signe
     at = now()
     payload = svc.queue.case(case_id, at, role=subject_role(svc, case_id))
     case = payload["case"]
-    holds = (case["status"] == "claimed" and case["claimed_by"] == session.actor
-             and datetime.fromisoformat(case["claim_expires_at"]) > at)
+    claim_runs = case["status"] == "claimed" and datetime.fromisoformat(case["claim_expires_at"]) > at
+    holds = claim_runs and case["claimed_by"] == session.actor
+    claimable = case["status"] == "open" or (case["status"] == "claimed" and not claim_runs)
     outcome = _outcome(svc, case_id) if case["status"] == "resolved" else None
     violation = next((v for v in payload["subject"].get("history", []) if v["violation_id"] == f"v-{case_id}"), None)
     return _page("case.html", request, session, payload=payload, case=case, holds=holds, outcome=outcome,
-                 violation=violation, severities=V.SEVERITIES, timeline=_timeline(svc, case["subject_id"], at))
+                 violation=violation, severities=V.SEVERITIES, claimable=claimable, timeline=_timeline(svc, case["subject_id"], at))
 
 
 def _timeline(svc, account_id: str, at: datetime) -> dict | None:

@@ -32,6 +32,17 @@ def time_left(seconds: float | None) -> str:
     return f"late by {text}" if late else f"{text} left"
 
 
+def plain_value(value) -> str:
+    """A feature's value as a person reads it: 29.997916666666665 as 30, 0.3333 as 0.333, 1403.3 as 1,403."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int) or abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
 def when(value: str | datetime | None) -> str:
     """An ISO time as 'YYYY-MM-DD HH:MM UTC'."""
     if not value:
@@ -59,7 +70,7 @@ def rule_reasons(reasons: list[dict]) -> list[dict]:
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(time_left=time_left, when=when, plain_name=plain_name, bars=bars,
+    env.filters.update(time_left=time_left, when=when, plain_value=plain_value, plain_name=plain_name, bars=bars,
                        rule_reasons=rule_reasons)
     env.globals.update(bar_width=BAR_WIDTH)
     return env

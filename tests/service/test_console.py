@@ -378,3 +378,28 @@ def test_the_models_page_says_when_no_models_are_loaded(launch_service, tmp_path
         page, plot = b.get("/console/models"), b.get("/console/models/plots/importance_validity.png")
     assert page.status_code == 503 and "models are not loaded yet" in page.text
     assert page.headers["content-security-policy"] == CSP and plot.status_code == 503
+
+
+def test_an_open_case_is_claimed_from_its_own_page_and_refused_to_a_second_investigator(service, keys, recent):
+    batch = fresh(recent.iloc[60:61])
+    client(keys["intake"]).post(f"{service}/reports", json={"reports": batch}).raise_for_status()
+    case = f"/console/cases/{quote('case-' + batch[0]['report_id'], safe='')}"
+    with session_of(service, keys["investigator"]) as first, session_of(service, keys["admin"]) as second:
+        page = first.get(case).text
+        assert "Claim this case" in page and 'name="valid"' not in page
+        claimed = first.post(f"{case}/claim", data={"csrf": csrf_of(page)})
+        assert claimed.status_code == 303 and claimed.headers["location"] == case
+        held = first.get(case).text
+        assert 'name="valid"' in held and "Claim this case" not in held
+        theirs = second.get(case).text
+        assert "Claim this case" not in theirs and "holds this case until" in theirs
+        refused = second.post(f"{case}/claim", data={"csrf": csrf_of(theirs)})
+        assert refused.status_code == 409 and "key:" in refused.text
+        assert first.post(f"{case}/claim", data={"csrf": "forged"}).status_code == 403
+
+
+def test_feature_values_are_shown_as_people_read_them():
+    from serving.console.pages import plain_value
+
+    assert [plain_value(v) for v in (29.997916666666665, 0.3333333, 1403.2968, 7, None, "harassment", True)] == \
+        ["30", "0.333", "1,403", "7", "—", "harassment", "True"]
