@@ -1,4 +1,4 @@
-"""HTTP routes of the triage queue: intake, ranking, claims, cases, resolutions, alerts and keys.
+"""HTTP routes of the triage queue: intake, ranking, claims, cases, resolutions and alerts.
 
 The acting identity is the API key the auth middleware verified, so every audit event names who did it.
 """
@@ -8,10 +8,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse
 
 from features import vocabulary as V
-from serving.api.auth import ROLES, create_key
 from serving.api.routing import actor_of, history_of, now, service
 from serving.api.penalty_bodies import _Fields
 from serving.input_checks import FieldError, RequestError
@@ -141,14 +139,3 @@ def resolution(body: Any) -> Resolution:
 def alerts(svc=Depends(service)):
     """Open spike alerts: grouped reports, distinct reporters, incident or brigading and why."""
     return svc.queue.alerts("open")
-
-
-@router.post("/keys")
-def new_key(request: Request, body: Any = Body(None), svc=Depends(service)):
-    """Create an API key (admin only); the key is in this response and nowhere else."""
-    errors: list[FieldError] = []
-    role = _Fields(body if body is not None else {}, "", errors).choice("role", ROLES)
-    if errors:
-        raise RequestError(errors)
-    return JSONResponse({"role": role, "key": create_key(svc.queue.engine, role, actor=actor_of(request), now=now())},
-                        status_code=201)
