@@ -9,7 +9,7 @@ import typer
 
 from cli import bench as cli_bench
 from cli import models as cli_models
-from cli.support import DATA_HELP, CliError, err, out, steps
+from cli.support import DATA_HELP, FORCE_HELP, CliError, err, out, refuse_overwrite, steps
 from cli.support import data_dir as _data_dir
 from cli.support import run as _run
 from config import settings as S
@@ -23,6 +23,7 @@ def simulate(
     seed: int = typer.Option(7, "--seed", help="Random seed: same seed, same data."),
     out_dir: Path | None = typer.Option(None, "--out", help="Folder to write the Parquet tables to [default: DOCKET_DATA_DIR or ./data]."),
     days: int = typer.Option(365, "--days", min=30, help="Length of the simulated period in days."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Generate a marketplace data set (accounts, orders, reports, enforcements, outcomes, truth)."""
 
@@ -32,6 +33,7 @@ def simulate(
         from simulator.simulate import simulate as run
 
         target = _data_dir(out_dir)
+        refuse_overwrite(target, force)
         start = time.perf_counter()
         with steps("simulate", list(SIMULATION_STEPS)) as advance:
             tables = run(reports, seed=seed, days=days, on_step=advance)
@@ -232,7 +234,8 @@ def monitor(
 
 
 @app.command("export-labels")
-def export_labels(out_dir: Path = typer.Option(..., "--out", help="Folder to write reports and outcomes to.")) -> None:
+def export_labels(out_dir: Path = typer.Option(..., "--out", help="Folder to write reports and outcomes to."),
+                  force: bool = typer.Option(False, "--force", help=FORCE_HELP)) -> None:
     """Write resolved cases as the data contract's reports and outcomes tables, for `docket train`."""
 
     def go() -> None:
@@ -241,6 +244,7 @@ def export_labels(out_dir: Path = typer.Option(..., "--out", help="Folder to wri
         from serving.enforcement.ledger import Ledger
         from serving.queue.cases import Queue
 
+        refuse_overwrite(out_dir, force)
         engine = _store()
         queue = Queue(engine, load_queue_policy(), Ledger(engine, load_policy()))
         outcomes = queue.export_outcomes()
@@ -308,7 +312,8 @@ def import_data(data: Path | None = typer.Option(None, "--data", help=DATA_HELP)
 
 
 @app.command("export")
-def export_data(out_dir: Path = typer.Option(..., "--out", help="Folder to write the contract's tables to.")) -> None:
+def export_data(out_dir: Path = typer.Option(..., "--out", help="Folder to write the contract's tables to."),
+                force: bool = typer.Option(False, "--force", help=FORCE_HELP)) -> None:
     """Write what the store holds as the data contract's tables, for `docket train --data` and `docket evaluate
     --data`: the models learn from exactly what the service saw. Rows whose references do not resolve are left
     out (each table's count and why are printed), so the folder passes `docket validate`."""
@@ -320,6 +325,7 @@ def export_data(out_dir: Path = typer.Option(..., "--out", help="Folder to write
         from serving.market.event_store import Market, resolvable
 
         start = time.perf_counter()
+        refuse_overwrite(out_dir, force)
         engine = _store_or_error()
         seq, tables = Market(engine, load_policy()).tables()
         tables, dropped = resolvable(tables)

@@ -3,7 +3,7 @@
 The request id is the caller's `X-Request-ID` when it is safe to repeat (1-64 characters of letters, digits and
 `._:-`), else a new random one; it goes back in the `X-Request-ID` header of every answer (401s, 429s and the
 direct routes too, since this middleware wraps all of them) and into the log line, so a caller's complaint finds
-its line. Paths are logged and counted as their route template (`/cases/{case_id}`), never with the ids in them,
+its line (`pid` names the worker process that answered). Paths are logged and counted as their route template (`/cases/{case_id}`), never with the ids in them,
 so neither the log's route field nor a metric label grows with the data. The key id is logged (it names a key,
 it is not one); the key never is.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -84,7 +85,7 @@ class RequestLog:
     """ASGI middleware, outside authentication: request id in and out, one JSON log line, the request counter."""
 
     def __init__(self, app, routers: Sequence[APIRouter]):
-        self.app, self._templates, self._log = app, RouteTemplates(routers), json_logger()
+        self.app, self._templates, self._log, self._pid = app, RouteTemplates(routers), json_logger(), os.getpid()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -110,4 +111,4 @@ class RequestLog:
             metrics.record_request(scope.get("method", ""), route, status, elapsed)
             self._log.info("request", extra={"fields": {
                 "request_id": rid, "method": scope.get("method"), "route": route, "status": status,
-                "duration_ms": round(elapsed * 1000, 2), "key_id": state.get("key_id")}})
+                "duration_ms": round(elapsed * 1000, 2), "key_id": state.get("key_id"), "pid": self._pid}})
