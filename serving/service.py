@@ -67,7 +67,9 @@ HTTP_APP = make_app()
 _UNTRACED = [] if _SETTINGS.trace_scoring else ["/score$", "/rank$"]  # regexes searched in the URL
 
 
-@bentoml.service(name="docket", traffic={"timeout": 60}, workers=_SETTINGS.workers,
+# BentoML's request metrics label every request with its raw path (a series per case id); Docket serves /metrics
+# itself with route templates (serving/api/metrics.py).
+@bentoml.service(name="docket", traffic={"timeout": 60}, workers=_SETTINGS.workers, metrics={"enabled": False},
                  tracing={"excluded_urls": _UNTRACED} if _UNTRACED else {})
 @bentoml.mount_asgi_app(HTTP_APP, path="/")
 class Docket:

@@ -151,6 +151,10 @@ def test_metrics_move_with_traffic_and_carry_no_raw_ids(two_workers):
                                                               "verified": False}]})
     assert events.status_code == 200, events.text
 
+    bad = [f"bad-{i}-{uuid.uuid4().hex[:8]}" for i in range(20)]
+    assert {call(url, "dk_000000000000_nokey", rid) for rid in bad} == {401}
+    assert len(set(pids_of(log, set(bad)).values())) == 2  # both workers answered some of them
+
     series = {}
     deadline = time.monotonic() + 30  # the backlog gauges come from the sweep (every few seconds)
     while time.monotonic() < deadline:
@@ -167,8 +171,10 @@ def test_metrics_move_with_traffic_and_carry_no_raw_ids(two_workers):
     assert total("docket_http_requests_total", route="/cases/{case_id}/resolve", status="200") >= 1
     assert {dict(ls)["family"] for (n, ls) in series if n == "docket_queue_depth"} == \
         {"behavioral", "logistics", "fraud"}
-    docket_labels = {v for (n, ls) in series if n.startswith("docket_") for _, v in ls}
-    assert not any(ID_LIKE.search(v) for v in docket_labels), docket_labels
+    # one worker's /metrics adds up both workers' counters
+    assert total("docket_http_requests_total", method="POST", route="/penalty", status="401") >= len(bad)
+    labels = {v for (_, ls) in series for _, v in ls}
+    assert not any(ID_LIKE.search(v) for v in labels), sorted(v for v in labels if ID_LIKE.search(v))
 
     deadline = time.monotonic() + 10
     while not (mine := [line for line in log_lines(log) if line.get("request_id") == rid]):
