@@ -76,7 +76,11 @@ def _registry():
     return registry
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def record_request(method: str, route: str, status: int, seconds: float) -> None:
+    method = method if method in METHODS else "OTHER"  # a client may send any word as its method
     requests.labels(method=method, route=route, status=str(status)).inc()
     request_seconds.labels(method=method, route=route).observe(seconds)
 
