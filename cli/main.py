@@ -116,7 +116,8 @@ def _now():
 @keys_app.command("create")
 def keys_create(
     role: str = typer.Option(..., "--role", help="intake, investigator or admin."),
-    expires_in: str | None = typer.Option(None, "--expires-in", help="Lifetime, e.g. 30d, 12h, 90m [default: until revoked]."),
+    expires_in: str | None = typer.Option(None, "--expires-in",
+                                          help="Lifetime, e.g. 30d, 12h, 90m [default: until revoked]."),
 ) -> None:
     """Create a key and print it, and only it, on standard output (it is not shown again)."""
 
@@ -153,7 +154,7 @@ def keys_list() -> None:
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (the part after dk_, as `docket keys list` shows).")) -> None:
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (after dk_, as `docket keys list` shows).")) -> None:
     """Revoke a key: every worker of a running service refuses it from its next request on."""
 
     def go() -> None:

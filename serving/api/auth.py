@@ -41,8 +41,8 @@ ROUTES: tuple[tuple[str, re.Pattern, frozenset[str]], ...] = tuple(
         ("POST", "/violations", {"investigator"}), ("GET", "/accounts/[^/]+/health", {"investigator"}),
         ("GET", "/accounts/[^/]+/timeline", {"investigator"}),
         ("POST", "/violations/[^/]+/appeal", set()), ("POST", "/violations/[^/]+/remedial", set()),
-        ("GET", "/audit", set()), ("POST", "/keys", set()), ("GET", "/keys", set()), ("POST", "/keys/[^/]+/revoke", set()),
-        ("POST", "/admin/reload", set()),
+        ("GET", "/audit", set()), ("POST", "/admin/reload", set()),
+        ("POST", "/keys", set()), ("GET", "/keys", set()), ("POST", "/keys/[^/]+/revoke", set()),
         ("GET", "/models", {"investigator"}),
     )
 )

@@ -3,9 +3,9 @@
 The request id is the caller's `X-Request-ID` when it is safe to repeat (1-64 characters of letters, digits and
 `._:-`), else a new random one; it goes back in the `X-Request-ID` header of every answer (401s, 429s and the
 direct routes too, since this middleware wraps all of them) and into the log line, so a caller's complaint finds
-its line (`pid` names the worker process that answered). Paths are logged and counted as their route template (`/cases/{case_id}`), never with the ids in them,
-so neither the log's route field nor a metric label grows with the data. The key id is logged (it names a key,
-it is not one); the key never is.
+its line (`pid` names the worker process that answered). Paths are logged and counted as their route template
+(`/cases/{case_id}`), never with the ids in them, so neither the log's route field nor a metric label grows with
+the data. The key id is logged (it names a key, it is not one); the key never is.
 """
 from __future__ import annotations
 
@@ -99,8 +99,8 @@ class RequestLog:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*[(k, v) for k, v in message.get("headers", []) if k.lower() != HEADER],
-                                                  (HEADER, rid.encode())]}
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != HEADER]
+                message = {**message, "headers": [*kept, (HEADER, rid.encode())]}
             await send(message)
 
         try:

@@ -143,6 +143,9 @@ def test_metrics_move_with_traffic_and_carry_no_raw_ids(two_workers):
     resolved = investigator.post(f"{url}/cases/case-{report['report_id']}/resolve", json={"valid": False},
                                  headers={"X-Request-ID": rid})
     assert resolved.status_code == 200 and resolved.headers["x-request-id"] == rid, resolved.text
+    scored = httpx.post(f"{url}/score", json={"reports": []}, headers={"Authorization": f"Bearer {keys['intake']}",
+                                                                     "X-Request-ID": "direct-route-1"})
+    assert scored.headers["x-request-id"] == "direct-route-1"  # the direct routes (serving/api/direct.py) too
     for unsafe in ("bad id\u00e9".encode("latin-1"), b"x" * 65, b"a\"b", b""):  # replaced by a fresh id
         echoed = httpx.get(f"{url}/livez", headers={"X-Request-ID": unsafe}).headers["x-request-id"]
         assert re.fullmatch(r"[0-9a-f]{32}", echoed), (unsafe, echoed)
