@@ -199,3 +199,18 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
             labels = tuple(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
             out[(match.group(1), labels)] = float(match.group(3))
     return out
+
+
+def test_metrics_name_the_model_versions_serving(service, keys):
+    """On the session's service, which has trained models: the versions loaded, one per worker."""
+    deadline = time.monotonic() + 60
+    while True:
+        series = parse_metrics(httpx.get(f"{service}/metrics").text)
+        loaded = {dict(ls)["model"]: (dict(ls)["version"], v) for (n, ls), v in series.items()
+                  if n == "docket_model_loaded" and v > 0}
+        if len(loaded) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    served = client(keys["admin"]).get(f"{service}/models").json()["model_versions"]
+    assert {model: version for model, (version, _) in loaded.items()} == served
+    assert all(workers == 1 for _, workers in loaded.values())
