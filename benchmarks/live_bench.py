@@ -588,7 +588,7 @@ def worker_start(config, work: Path, prep: Prepared) -> list[dict]:
     env = {"MLFLOW_TRACKING_URI": prep.mlflow_uri, "BENTOML_HOME": prep.bentoml_home}
     load = load_1m()
     sim = timed_process([str(BIN / "docket"), "simulate", "--reports", str(n), "--seed", str(config.seed),
-                         "--out", str(data)], env, work / "scale-simulate.log", SCALE_STEP_TIMEOUT_S)
+                         "--out", str(data), "--force"], env, work / "scale-simulate.log", SCALE_STEP_TIMEOUT_S)
     rows = [{"case": "simulate at scale", "store": "-", "reports": n, "wall_s": sim["wall_s"],
              "peak_rss_mb": sim["peak_rss_mb"], "load_avg_1m": load, **_tail_error(sim)}]
     if sim["returncode"] != 0:

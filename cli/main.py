@@ -9,7 +9,7 @@ import typer
 
 from cli import bench as cli_bench
 from cli import models as cli_models
-from cli.support import DATA_HELP, CliError, err, steps
+from cli.support import DATA_HELP, FORCE_HELP, CliError, err, out, refuse_overwrite, steps
 from cli.support import data_dir as _data_dir
 from cli.support import run as _run
 from config import settings as S
@@ -23,6 +23,7 @@ def simulate(
     seed: int = typer.Option(7, "--seed", help="Random seed: same seed, same data."),
     out_dir: Path | None = typer.Option(None, "--out", help="Folder to write the Parquet tables to [default: DOCKET_DATA_DIR or ./data]."),
     days: int = typer.Option(365, "--days", min=30, help="Length of the simulated period in days."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Generate a marketplace data set (accounts, orders, reports, enforcements, outcomes, truth)."""
 
@@ -32,6 +33,7 @@ def simulate(
         from simulator.simulate import simulate as run
 
         target = _data_dir(out_dir)
+        refuse_overwrite(target, force)
         start = time.perf_counter()
         with steps("simulate", list(SIMULATION_STEPS)) as advance:
             tables = run(reports, seed=seed, days=days, on_step=advance)
@@ -112,17 +114,58 @@ def _now():
 
 
 @keys_app.command("create")
-def keys_create(role: str = typer.Option(..., "--role", help="intake, investigator or admin.")) -> None:
+def keys_create(
+    role: str = typer.Option(..., "--role", help="intake, investigator or admin."),
+    expires_in: str | None = typer.Option(None, "--expires-in",
+                                          help="Lifetime, e.g. 30d, 12h, 90m [default: until revoked]."),
+) -> None:
     """Create a key and print it, and only it, on standard output (it is not shown again)."""
 
     def go() -> None:
-        from serving.api.auth import KeyError_, create_key
+        from serving.api.key_store import KeyError_, create_key, parse_duration
 
         try:
-            key = create_key(_store(), role, actor="cli", now=_now())
+            now = _now()
+            expires_at = now + parse_duration(expires_in) if expires_in is not None else None
+            key = create_key(_store(), role, actor="cli", now=now, expires_at=expires_at)
         except KeyError_ as e:
             raise CliError(str(e)) from e
         print(key)
+
+    _run(go)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key: id, role, created (when, by whom), expiry, revocation. Never a secret."""
+
+    def go() -> None:
+        from rich.table import Table
+
+        from serving.api.key_store import list_keys
+
+        table = Table("key id", "role", "created", "by", "expires", "revoked")
+        for k in list_keys(_store()):
+            table.add_row(k["key_id"], k["role"], k["created_at"], k["created_by"], k["expires_at"] or "never",
+                          k["revoked_at"] or "-")
+        out.print(table)
+
+    _run(go)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (after dk_, as `docket keys list` shows).")) -> None:
+    """Revoke a key: every worker of a running service refuses it from its next request on."""
+
+    def go() -> None:
+        from serving.api.key_store import revoke_key
+        from serving.enforcement.ledger import NotFoundError
+
+        try:
+            key = revoke_key(_store(), key_id, actor="cli", now=_now())
+        except NotFoundError as e:
+            raise CliError(str(e)) from e
+        err.print(f"revoked {key['key_id']} ({key['role']}) at {key['revoked_at']}", highlight=False)
 
     _run(go)
 
@@ -132,10 +175,10 @@ def keys_bootstrap() -> None:
     """On a fresh install (no admin key yet) create one admin key and print it once; otherwise do nothing."""
 
     def go() -> None:
-        from serving.api.auth import create_key, has_keys
+        from serving.api.key_store import create_key, has_keys
 
         engine = _store()
-        if has_keys(engine, "admin"):
+        if has_keys(engine, "admin", now=_now()):
             err.print("an admin key exists already (create more with: docket keys create --role admin)")
             return
         key = create_key(engine, "admin", actor="cli:bootstrap", now=_now())
@@ -192,7 +235,8 @@ def monitor(
 
 
 @app.command("export-labels")
-def export_labels(out_dir: Path = typer.Option(..., "--out", help="Folder to write reports and outcomes to.")) -> None:
+def export_labels(out_dir: Path = typer.Option(..., "--out", help="Folder to write reports and outcomes to."),
+                  force: bool = typer.Option(False, "--force", help=FORCE_HELP)) -> None:
     """Write resolved cases as the data contract's reports and outcomes tables, for `docket train`."""
 
     def go() -> None:
@@ -201,6 +245,7 @@ def export_labels(out_dir: Path = typer.Option(..., "--out", help="Folder to wri
         from serving.enforcement.ledger import Ledger
         from serving.queue.cases import Queue
 
+        refuse_overwrite(out_dir, force)
         engine = _store()
         queue = Queue(engine, load_queue_policy(), Ledger(engine, load_policy()))
         outcomes = queue.export_outcomes()
@@ -268,7 +313,8 @@ def import_data(data: Path | None = typer.Option(None, "--data", help=DATA_HELP)
 
 
 @app.command("export")
-def export_data(out_dir: Path = typer.Option(..., "--out", help="Folder to write the contract's tables to.")) -> None:
+def export_data(out_dir: Path = typer.Option(..., "--out", help="Folder to write the contract's tables to."),
+                force: bool = typer.Option(False, "--force", help=FORCE_HELP)) -> None:
     """Write what the store holds as the data contract's tables, for `docket train --data` and `docket evaluate
     --data`: the models learn from exactly what the service saw. Rows whose references do not resolve are left
     out (each table's count and why are printed), so the folder passes `docket validate`."""
@@ -280,6 +326,7 @@ def export_data(out_dir: Path = typer.Option(..., "--out", help="Folder to write
         from serving.market.event_store import Market, resolvable
 
         start = time.perf_counter()
+        refuse_overwrite(out_dir, force)
         engine = _store_or_error()
         seq, tables = Market(engine, load_policy()).tables()
         tables, dropped = resolvable(tables)

@@ -33,6 +33,25 @@ class CliError(Exception):
     """A failure to report as one readable line and a non-zero exit."""
 
 
+FORCE_HELP = "Overwrite the data set already in the folder."
+
+
+def refuse_overwrite(folder: Path, force: bool) -> None:
+    """Keep a data set already in `folder` (any of the contract's table files) unless `force`: CliError otherwise.
+
+    A data set is what the store, the service and the champion were built from; `docket simulate` once wrote over
+    ./data because `--out` was left out. Reports written from a data set (evaluate's, bench's) are not data sets and
+    are simply rewritten."""
+    from features.io import table_files
+
+    if force or not folder.is_dir():
+        return
+    names = [p.name for paths in table_files(folder).values() for p in paths]
+    if names:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise CliError(f"{folder} already holds a data set ({shown}); pass --force to overwrite it")
+
+
 @contextmanager
 def steps(title: str, names: Sequence[str]) -> Iterator[Callable[[str], None]]:
     """A progress bar over named stages; yields the callback that marks a stage done."""
@@ -61,5 +80,5 @@ def run(fn: Callable[[], None]) -> None:
             err.print(f"  {line}", highlight=False, markup=False)
         raise typer.Exit(2)
     except (CliError, ModelNotFound, FileNotFoundError, WindowError) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)  # one line, however narrow the terminal
         raise typer.Exit(2)

@@ -28,6 +28,10 @@ class Settings:
     trace_scoring: bool = False  # BentoML tracing spans for /score and /rank (see serving/service.py)
     policy_file: Path | None = None  # None: the policy shipped with Docket (policy/policy.yaml)
     test_postgres_url: str | None = None  # a PostgreSQL that `make test` and `make bench` may use besides SQLite
+    # Per API key and per worker (serving/api/rate_limits.py); 0: no limit. The benchmarks peak near 1,400
+    # requests per second on one key over 2 workers, so the defaults leave a wide margin.
+    rate_limit_per_second: float = 5000.0
+    rate_limit_burst: float = 10000.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -45,6 +49,8 @@ class Settings:
             trace_scoring=env.get("DOCKET_TRACE_SCORING", "0").strip().lower() in ("1", "true", "yes"),
             policy_file=Path(env["DOCKET_POLICY_FILE"]).resolve() if env.get("DOCKET_POLICY_FILE") else None,
             test_postgres_url=env.get("DOCKET_TEST_POSTGRES_URL") or None,
+            rate_limit_per_second=float(env.get("DOCKET_RATE_LIMIT", "5000")),
+            rate_limit_burst=float(env.get("DOCKET_RATE_BURST", "10000")),
         )
 
 

@@ -34,14 +34,19 @@ with bentoml.importing():
     from features.io import load_tables
     from policy.file import load_policy_file
     from serving.api.app import ROUTERS, make_app
+    from features.vocabulary import FAMILIES
+    from serving.api import metrics
     from serving.api.auth import AuthMiddleware, Keys
     from serving.api.direct import DirectRoutes
+    from serving.api.rate_limits import RateLimiter
+    from serving.api.request_log import RequestLog
     from serving.api.errors import NotReady
     from serving.enforcement.ledger import Ledger
     from serving.input_checks import records_frame
     from serving.market.event_store import Market
     from serving.market.events import ORDERS_IN
     from serving.market.live_feed import LiveFeed
+    from serving.queue.backlog import backlog
     from serving.queue.cases import Queue, case_id_for
     from serving.queue.intake import Triage
     from serving.queue.monitors import MonitorConfig, fulfillment_reports, run_monitors, transaction_reports
@@ -62,7 +67,9 @@ HTTP_APP = make_app()
 _UNTRACED = [] if _SETTINGS.trace_scoring else ["/score$", "/rank$"]  # regexes searched in the URL
 
 
-@bentoml.service(name="docket", traffic={"timeout": 60}, workers=_SETTINGS.workers,
+# BentoML's request metrics label every request with its raw path (a series per case id); Docket serves /metrics
+# itself with route templates (serving/api/metrics.py).
+@bentoml.service(name="docket", traffic={"timeout": 60}, workers=_SETTINGS.workers, metrics={"enabled": False},
                  tracing={"excluded_urls": _UNTRACED} if _UNTRACED else {})
 @bentoml.mount_asgi_app(HTTP_APP, path="/")
 class Docket:
@@ -114,6 +121,7 @@ class Docket:
                 self.feed = LiveFeed(self.market)
             self.runtime = Runtime(self.settings, self.feed.current, load_scorer(self.settings), latest=self.feed.latest)
             self.load_error = None
+            metrics.set_models(self.runtime.scorer.model_versions, None)
             log.info("Docket ready: models %s", self.runtime.scorer.model_versions)
         except Exception as err:  # keep retrying; the reason is in the log and in 503 bodies
             self.load_error = f"{type(err).__name__}: {err}"
@@ -146,6 +154,7 @@ class Docket:
             self.reload_error = None
             if done.changed:
                 self.runtime = done.runtime  # one assignment: requests in flight finish with the old runtime
+                metrics.set_models(done.runtime.scorer.model_versions, done.previous)
                 log.info("reloaded models %s (was %s) for %s", done.runtime.scorer.model_versions, done.previous,
                          actor)
             return done
@@ -160,10 +169,15 @@ class Docket:
                 "last_reload_error": self.reload_error}
 
     def _sweep(self) -> None:
-        """Rescore reports the rules scored while the models were away; run the monitors on schedule."""
+        """Rescore reports the rules scored while the models were away; run the monitors on schedule; read the
+        queue's backlog for /metrics."""
         every = self.triage.qp.monitor_every_minutes * 60
         last_monitor = 0.0
         while not self._stop.wait(self.triage.qp.sweep_seconds):
+            try:
+                metrics.set_backlog(backlog(self.engine, datetime.now(UTC)), FAMILIES)
+            except Exception:
+                log.exception("reading the backlog failed")
             runtime = self.runtime
             if runtime is None:
                 continue
@@ -278,5 +292,9 @@ def seed_store(market: Market, triage: Triage, data_dir) -> None:
         log.info("store filled from %s: %s", data_dir, counts)
 
 
-Docket.add_asgi_middleware(AuthMiddleware, keys_factory=lambda: Keys(make_engine(_SETTINGS.database_url)))
+# Outermost first: the request log (request id, JSON line, request counter) sees every answer, 401s and 429s too.
+Docket.add_asgi_middleware(RequestLog, routers=ROUTERS)
+Docket.add_asgi_middleware(AuthMiddleware, keys_factory=lambda: Keys(make_engine(_SETTINGS.database_url)),
+                           limiter_factory=lambda: RateLimiter(_SETTINGS.rate_limit_per_second,
+                                                               _SETTINGS.rate_limit_burst))
 Docket.add_asgi_middleware(DirectRoutes, routers=ROUTERS)  # after (inside) authentication

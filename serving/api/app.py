@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from serving.api import console, errors, events, ledger, models, queue, scoring
+from serving.api import console, errors, events, keys, ledger, metrics, models, queue, scoring
 
-ROUTERS = (scoring.router, queue.router, ledger.router, events.router, models.router, console.router)
+ROUTERS = (scoring.router, queue.router, ledger.router, events.router, models.router, keys.router, metrics.router,
+           console.router)
 
 
 def make_app() -> FastAPI:

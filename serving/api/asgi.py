@@ -31,9 +31,10 @@ def json_bytes(content: Any) -> bytes:
     return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
-async def send_json(send, status: int, content: Any) -> None:
+async def send_json(send, status: int, content: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     """`content` as a finished JSON response, for the authentication middleware (which answers before routing)."""
     body = json_bytes(content)
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
     await send({"type": "http.response.body", "body": body})

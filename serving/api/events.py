@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
 
+from serving.api import metrics
 from serving.api.routing import actor_of, now, service
 from serving.market.events import check_batch
 
@@ -24,6 +25,7 @@ def ingest(request: Request, body: Any = Body(None), svc=Depends(service)):
     batch = check_batch(body, svc.settings.max_batch)
     at = now()
     result = svc.market.ingest(batch, actor=actor_of(request), now=at)
+    metrics.counted_events(result["stored"])
     known = set(result["already_known"].get("orders", []))
     result["cases"] = svc.watch_orders([r for r in batch.rows.get("orders", []) if r["order_id"] not in known], at) \
         + svc.watch_fulfilment(batch.rows, at)

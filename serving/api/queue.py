@@ -1,4 +1,4 @@
-"""HTTP routes of the triage queue: intake, ranking, claims, cases, resolutions, alerts and keys.
+"""HTTP routes of the triage queue: intake, ranking, claims, cases, resolutions and alerts.
 
 The acting identity is the API key the auth middleware verified, so every audit event names who did it.
 """
@@ -8,10 +8,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import JSONResponse
 
 from features import vocabulary as V
-from serving.api.auth import ROLES, create_key
+from serving.api import metrics
 from serving.api.routing import actor_of, history_of, now, service
 from serving.api.penalty_bodies import _Fields
 from serving.input_checks import FieldError, RequestError
@@ -27,8 +26,8 @@ def intake(request: Request, body: Any = Body(None), svc=Depends(service)):
     if not isinstance(body, dict):
         raise RequestError([FieldError("body", "expected a JSON object {\"reports\": [...]}")])
     runtime = svc.runtime
-    return svc.triage.intake(body.get("reports"), history, runtime.scorer if runtime else None,
-                             actor=actor_of(request), now=now())
+    return metrics.counted_intake(svc.triage.intake(body.get("reports"), history, runtime.scorer if runtime else None,
+                                                    actor=actor_of(request), now=now()))
 
 
 @router.get("/queue")
@@ -58,7 +57,7 @@ def claim(request: Request, body: Any = Body(None), svc=Depends(service)):
     """Hold a case for the caller until it is resolved, released or the claim times out: the one named by
     `{"case_id": ...}`, else the highest-priority open case. A field this route does not know is refused rather
     than ignored, so a misspelt `case_id` never hands out some other case."""
-    return {"case": svc.queue.claim(actor_of(request), now(), case_id=_claim_target(body))}
+    return {"case": metrics.counted_claim(svc.queue.claim(actor_of(request), now(), case_id=_claim_target(body)))}
 
 
 def _claim_target(body: Any) -> str | None:
@@ -104,8 +103,8 @@ def subject_role(svc, case_id: str) -> str:
 def resolve(case_id: str, request: Request, body: Any = Body(None), svc=Depends(service)):
     """Close a claimed case; a valid outcome records the violation through the penalty mapper, and the answer
     names it (`violation_id`) so an appeal can."""
-    return svc.queue.resolve(case_id, **asdict(resolution(body)), actor=actor_of(request),
-                             role=subject_role(svc, case_id), now=now())
+    return metrics.counted_resolution(svc.queue.resolve(case_id, **asdict(resolution(body)), actor=actor_of(request),
+                                                        role=subject_role(svc, case_id), now=now()))
 
 
 @dataclass(frozen=True)
@@ -141,14 +140,3 @@ def resolution(body: Any) -> Resolution:
 def alerts(svc=Depends(service)):
     """Open spike alerts: grouped reports, distinct reporters, incident or brigading and why."""
     return svc.queue.alerts("open")
-
-
-@router.post("/keys")
-def new_key(request: Request, body: Any = Body(None), svc=Depends(service)):
-    """Create an API key (admin only); the key is in this response and nowhere else."""
-    errors: list[FieldError] = []
-    role = _Fields(body if body is not None else {}, "", errors).choice("role", ROLES)
-    if errors:
-        raise RequestError(errors)
-    return JSONResponse({"role": role, "key": create_key(svc.queue.engine, role, actor=actor_of(request), now=now())},
-                        status_code=201)

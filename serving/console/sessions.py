@@ -1,7 +1,7 @@
 """Console sessions: a signed-in browser holds a random token in an HttpOnly cookie; the store keeps its SHA-256.
 
 The API key is checked once, at sign-in, and never leaves the sign-in request: the session remembers only the
-key's id and role, so a revoked key ends its sessions too (every lookup joins the key's row). Each session has
+key's id and role, so a revoked or expired key ends its sessions too (every lookup joins the key's row). Each session has
 its own CSRF token, which every state-changing form carries.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, delete, insert, or_, select
 
 from serving.store import tables as T
 from serving.store.db import append_audit, reading, writing
@@ -55,7 +55,7 @@ def sign_in(engine: Engine, key_id: str, role: str, now: datetime) -> str:
 
 
 def find(engine: Engine, token: str | None, now: datetime) -> Session | None:
-    """The unexpired session of a cookie's token whose key is not revoked, else None."""
+    """The unexpired session of a cookie's token whose key is neither revoked nor expired, else None."""
     if not token:
         return None
     s, k = T.console_sessions, T.api_keys
@@ -63,7 +63,8 @@ def find(engine: Engine, token: str | None, now: datetime) -> Session | None:
         row = conn.execute(
             select(s.c.key_id, s.c.role, s.c.csrf, s.c.expires_at)
             .join(k, k.c.key_id == s.c.key_id)
-            .where(s.c.token_hash == _digest(token), s.c.expires_at > now, k.c.revoked_at.is_(None))).first()
+            .where(s.c.token_hash == _digest(token), s.c.expires_at > now, k.c.revoked_at.is_(None),
+                   or_(k.c.expires_at.is_(None), k.c.expires_at > now))).first()
     return Session(*row) if row else None
 
 

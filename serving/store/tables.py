@@ -237,6 +237,7 @@ api_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("created_by", String(256), nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),  # migration 0006; None: never expires
 )
 
 

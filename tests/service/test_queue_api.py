@@ -199,6 +199,8 @@ ENDPOINTS = [
     ("POST", "/violations/none/remedial", {}, {"admin"}),
     ("GET", "/audit", None, {"admin"}),
     ("POST", "/keys", {"role": "nobody"}, {"admin"}),
+    ("GET", "/keys", None, {"admin"}),
+    ("POST", "/keys/none/revoke", None, {"admin"}),
 ]
 
 

@@ -64,3 +64,44 @@ def test_keys_create_prints_only_the_key_and_stores_only_its_hash(tmp_path):
     bad = subprocess.run([DOCKET, "keys", "create", "--role", "boss"], capture_output=True, text=True,
                          env={**os.environ, "DOCKET_DATABASE_URL": url}, timeout=120)
     assert bad.returncode == 2 and "unknown role 'boss'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_simulate_refuses_to_overwrite_a_data_set_without_force(tmp_path):
+    out = tmp_path / "d"
+    assert run("simulate", "--reports", "200", "--seed", "1", "--out", str(out)).returncode == 0
+    before = (out / "reports.parquet").read_bytes()
+    res = run("simulate", "--reports", "300", "--seed", "2", "--out", str(out))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert "already holds a data set" in res.stderr and "--force" in res.stderr
+    assert (out / "reports.parquet").read_bytes() == before
+    res = run("simulate", "--reports", "300", "--seed", "2", "--out", str(out), "--force")
+    assert res.returncode == 0, res.stderr
+    assert (out / "reports.parquet").read_bytes() != before
+
+
+def test_simulate_without_out_refuses_the_default_data_folder_when_it_holds_data(tmp_path):
+    import os
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "accounts.csv").write_text("account_id,created_at,role,verified\n")
+    res = subprocess.run([DOCKET, "simulate", "--reports", "200"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "DOCKET_DATA_DIR": str(data)})
+    assert res.returncode == 2 and "accounts.csv" in res.stderr and "--force" in res.stderr
+    assert (data / "accounts.csv").read_text() == "account_id,created_at,role,verified\n"
+
+
+def test_export_labels_refuses_to_overwrite_without_force(tmp_path):
+    import os
+
+    out = tmp_path / "labels"
+    out.mkdir()
+    (out / "outcomes.csv").write_text("report_id\n")
+    env = {**os.environ, "DOCKET_DATABASE_URL": f"sqlite:///{tmp_path / 'd.db'}"}
+    res = subprocess.run([DOCKET, "export-labels", "--out", str(out)], capture_output=True, text=True, timeout=300,
+                         env=env)
+    assert res.returncode == 2 and "already holds a data set (outcomes.csv)" in res.stderr
+    res = subprocess.run([DOCKET, "export-labels", "--out", str(out), "--force"], capture_output=True, text=True,
+                         timeout=300, env=env)
+    assert res.returncode == 0, res.stderr

@@ -238,6 +238,8 @@ def test_docket_import_then_export_round_trips_and_bad_input_exits_2(tmp_path, d
     other.mkdir()
     (other / "truth_orders.csv").write_text("order_id,p_fraud\n")
     res = docket("export", "--out", str(other), env=env)
+    assert res.returncode == 2 and "already holds a data set (truth_orders.csv)" in res.stderr
+    res = docket("export", "--out", str(other), "--force", env=env)
     assert res.returncode == 0 and "also holds truth_orders.csv from before" in res.stderr
 
     res = docket("import", "--data", str(tmp_path / "nowhere"), env=env)

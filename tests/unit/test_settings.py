@@ -30,3 +30,10 @@ def test_the_policy_file_is_named_by_the_settings_and_read_once_for_both_halves(
     assert load_policy() is load_policy_file(changed).penalty  # one parse serves every reader of this file
     monkeypatch.delenv("DOCKET_POLICY_FILE")
     assert load_queue_policy().claim_timeout_minutes == 30.0
+
+
+def test_rate_limits_come_from_the_environment_with_generous_defaults():
+    s = Settings.from_env({"DOCKET_RATE_LIMIT": "2", "DOCKET_RATE_BURST": "3"})
+    assert (s.rate_limit_per_second, s.rate_limit_burst) == (2.0, 3.0)
+    default = Settings.from_env({})
+    assert default.rate_limit_per_second >= 2000 and default.rate_limit_burst >= default.rate_limit_per_second

@@ -1,0 +1,65 @@
+"""HTTP routes of API keys (admin only, serving/api/auth.py): create, list, revoke. The key store is
+serving/api/key_store.py; these only read bodies and answer."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse
+
+from serving.api.key_store import ROLES, KeyError_, check_expiry, create_key, list_keys, revoke_key
+from serving.api.routing import actor_of, now, service
+from serving.input_checks import FieldError, RequestError
+
+router = APIRouter()
+KEY_FIELDS = ("role", "expires_at")
+
+
+@router.post("/keys")
+def new_key(request: Request, body: Any = Body(None), svc=Depends(service)):
+    """Create an API key: `{"role", "expires_at"?}`; the key is in this response and nowhere else."""
+    at = now()
+    role, expires_at = _key_request(body, at)
+    key = create_key(svc.queue.engine, role, actor=actor_of(request), now=at, expires_at=expires_at)
+    return JSONResponse({"role": role, "key": key, "key_id": key.split("_")[1],
+                         "expires_at": expires_at.isoformat() if expires_at else None}, status_code=201)
+
+
+@router.get("/keys")
+def keys(svc=Depends(service)):
+    """Every key: id, role, created, expiry, revoked; never a secret."""
+    return list_keys(svc.queue.engine)
+
+
+@router.post("/keys/{key_id}/revoke")
+def revoke(key_id: str, request: Request, svc=Depends(service)):
+    """Revoke a key, refused by every worker from the next request on; again: 200 with the first revocation."""
+    return revoke_key(svc.queue.engine, key_id, actor=actor_of(request), now=now())
+
+
+def _key_request(body: Any, at: datetime) -> tuple[str, datetime | None]:
+    """(role, expires_at) of a POST /keys body; RequestError naming every bad field."""
+    if not isinstance(body, dict):
+        raise RequestError([FieldError("body", 'expected a JSON object {"role": ..., "expires_at": ...}')])
+    errors = [FieldError(name, "unknown field") for name in body if name not in KEY_FIELDS]
+    role = body.get("role")
+    if role is None:
+        errors.append(FieldError("role", "missing field"))
+    elif role not in ROLES:
+        errors.append(FieldError("role", f"unknown value {role!r} (allowed: {', '.join(ROLES)})"))
+    expires_at = None
+    raw = body.get("expires_at")
+    if raw is not None:
+        try:
+            if not isinstance(raw, str) or len(raw) > 64:
+                raise ValueError
+            expires_at = datetime.fromisoformat(raw)
+            check_expiry(expires_at, at)
+        except KeyError_ as err:
+            errors.append(FieldError("expires_at", str(err)))
+        except ValueError:
+            errors.append(FieldError("expires_at", f"expected an ISO-8601 time with a zone, got {raw!r}"[:200]))
+    if errors:
+        raise RequestError(errors)
+    return role, expires_at
