@@ -12,7 +12,7 @@ from typing import Any
 import bentoml
 from fastapi import Depends, Request
 
-from serving.api.asgi import read_body
+from serving.api.asgi import BodyTooLarge, read_body
 from serving.api.errors import NotReady
 from serving.api.strict_json import check_media_type, parse_json
 
@@ -51,6 +51,9 @@ async def json_body(request: Request, limit: int) -> Any:
     UnsupportedMedia (415) for a form, BodyTooLarge (413) past `limit` bytes, BadJson (400) for anything that
     is not strict JSON within the depth and number limits."""
     check_media_type(request.headers.get("content-type"))
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:  # refused before a byte of it is read
+        raise BodyTooLarge(f"the request body of {int(declared):,} bytes exceeds this route's limit of {limit:,} bytes")
     return parse_json(await read_body(request.receive, limit))
 
 
