@@ -224,6 +224,10 @@ def parse_feature_rows(payload: Any, needed: list[str], max_batch: int, key: str
             or not isinstance(payload.get("data"), list):
         raise RequestError([FieldError(key, 'expected {"columns": [...], "data": [[...], ...]}')])
     columns, data = payload["columns"], payload["data"]
+    names = [FieldError(f"{key}.columns[{i}]", f"expected a column name of at most {ID_MAX} characters")
+             for i, c in enumerate(columns) if not isinstance(c, str) or len(c) > ID_MAX]
+    if names:
+        raise RequestError(names)
     if not data:
         raise RequestError([FieldError(f"{key}.data", "the batch is empty")])
     if len(data) > max_batch:
