@@ -199,6 +199,7 @@ ENDPOINTS = [
     ("POST", "/violations/none/remedial", {}, {"admin"}),
     ("GET", "/audit", None, {"admin"}),
     ("POST", "/keys", {"role": "nobody"}, {"admin"}),
+    ("GET", "/openapi.json", None, {"intake", "investigator", "admin"}),
 ]
 
 
