@@ -10,17 +10,19 @@ with each route's request body from serving.api.request_schemas; the console's p
 """
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from serving.api import console, errors, events, ledger, models, queue, scoring
 from serving.api.request_schemas import add_request_bodies
+from serving.api.routing import plain_url
 
 ROUTERS = (scoring.router, queue.router, ledger.router, events.router, models.router, console.router)
 OPENAPI_PATH = "/openapi.json"
 
 
 def make_app() -> FastAPI:
-    app = FastAPI(title="Docket", docs_url=None, redoc_url=None, openapi_url=OPENAPI_PATH)
+    app = FastAPI(title="Docket", docs_url=None, redoc_url=None, openapi_url=OPENAPI_PATH,
+                  dependencies=[Depends(plain_url)])
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router, include_in_schema=router is not console.router)

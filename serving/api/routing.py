@@ -14,7 +14,8 @@ from fastapi import Depends, Request
 
 from serving.api.asgi import BodyTooLarge, read_body
 from serving.api.errors import NotReady
-from serving.api.strict_json import check_media_type, parse_json
+from serving.api.strict_json import check_media_type, parse_json, unstorable
+from serving.input_checks import FieldError, RequestError
 
 # Body limits: a batch (/score, /rank, /reports, /events, /predict/fraud) is up to DOCKET_MAX_BATCH records whose
 # text is within the data contract's limits; every other body is one object.
@@ -55,6 +56,15 @@ async def json_body(request: Request, limit: int) -> Any:
     if declared.isdigit() and int(declared) > limit:  # refused before a byte of it is read
         raise BodyTooLarge(f"the request body of {int(declared):,} bytes exceeds this route's limit of {limit:,} bytes")
     return parse_json(await read_body(request.receive, limit))
+
+
+def plain_url(request: Request) -> None:
+    """Every route's path and query parameters as text the store can hold (an app-wide dependency): a NUL
+    character or a lone surrogate in one is a 422 naming it, never a DataError from PostgreSQL (a 500)."""
+    errors = [FieldError(name, why) for name, value in (*request.path_params.items(), *request.query_params.multi_items())
+              if isinstance(value, str) and (why := unstorable(value))]
+    if errors:
+        raise RequestError(errors)
 
 
 def json_payload(limit: int = OBJECT_BODY_BYTES):

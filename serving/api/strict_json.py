@@ -1,10 +1,11 @@
 """The one JSON reader of every request body: bytes in, a plain value out, or a 4xx saying what was wrong.
 
 `json.loads` alone lets a caller hurt the service: 5,000 nested brackets raise RecursionError, an integer of
-5,000 digits raises ValueError (Python's 4,300-digit guard), NaN and Infinity come back as floats, and a
-`"\\ud800"` escape becomes a string no encoder can write back. None of those is a JSONDecodeError, so nothing
-mapped them and /score hung until BentoML's 60 s timeout. Here each is refused before or while parsing, with
-a message that says where. Pure: no I/O, no request; serving.api.routing reads the body and calls `parse_json`.
+5,000 digits raises ValueError (Python's 4,300-digit guard), NaN and Infinity come back as floats, a
+`"\\ud800"` escape becomes a string no encoder can write back and `"\\u0000"` one PostgreSQL refuses. None of
+those is a JSONDecodeError, so nothing mapped them and /score hung until BentoML's 60 s timeout. Here each is
+refused before or while parsing, with a message that says where. Pure: no I/O, no request; serving.api.routing
+reads the body and calls `parse_json`.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ MAX_DEPTH = 32  # our deepest body is 4 levels (/penalty history[i].actions[j]; 
 MAX_NUMBER_CHARS = 40  # 2**53 has 16 digits and a float's full repr fewer than 25 characters
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")  # a surrogate or NUL, the only ways to write them
 _OPEN, _CLOSE = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
 
 
@@ -49,10 +50,11 @@ def parse_json(raw: bytes) -> Any:
         raise BadJson(f"the request body is not JSON ({err})") from err
     except RecursionError as err:  # cannot happen below MAX_DEPTH; kept so it is never a 500
         raise BadJson("the request body is nested too deep") from err
-    if _SURROGATE_ESCAPE.search(raw):
-        where = surrogate_path(value)
-        if where is not None:
-            raise BadJson(f"{where or 'body'}: a lone UTF-16 surrogate escape is not text", where or "body")
+    if _UNSTORABLE_ESCAPE.search(raw):
+        found = unstorable_path(value)
+        if found is not None:
+            where, why = found
+            raise BadJson(f"{where or 'body'}: {why}", where or "body")
     return value
 
 
@@ -87,32 +89,38 @@ def _constant(text: str) -> float:
     raise BadJson(f"{text} is not a JSON number")
 
 
-def surrogate_path(value: Any, path: str = "") -> str | None:
-    """Where in a parsed value the first string (or object key) holding a lone surrogate is, as
-    `reports[0].description`; None when there is none. Only called when the raw body has such an escape."""
+def unstorable(text: str) -> str | None:
+    """Why `text` cannot be stored or sent back as text, or None: a lone UTF-16 surrogate is not UTF-8, and a NUL
+    character is refused by PostgreSQL (a DataError, once a 500 on GET /audit?entity_id=%00)."""
+    if "\x00" in text:
+        return "a NUL character (\\u0000) is not allowed in text"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone UTF-16 surrogate escape is not text"
+    return None
+
+
+def unstorable_path(value: Any, path: str = "") -> tuple[str, str] | None:
+    """(where, why) of the first string or object key in a parsed value that `unstorable` refuses, the place
+    written as `reports[0].description`; None when there is none. Only called when the raw body has an escape
+    that could make one."""
     stack = [(value, path)]
     while stack:
         item, where = stack.pop()
         if isinstance(item, str):
-            if not _encodable(item):
-                return where
+            why = unstorable(item)
+            if why:
+                return where, why
         elif isinstance(item, dict):
             for key, child in item.items():
-                at = f"{where}.{key}" if where else str(key)
-                if not _encodable(key):
-                    return f"{where}.<key>" if where else "<key>"
-                stack.append((child, at))
+                why = unstorable(key)
+                if why:
+                    return (f"{where}.<key>" if where else "<key>"), why
+                stack.append((child, f"{where}.{key}" if where else key))
         elif isinstance(item, list):
             stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
     return None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class UnsupportedMedia(ValueError):

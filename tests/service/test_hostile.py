@@ -52,6 +52,7 @@ def not_stored(api: httpx.Client, service: str, report_id: str) -> None:
 SURROGATE = b'{"reports": [{"report_id": "r-1", "description": "\\ud800"}]}'
 MALFORMED = {
     "lone surrogate": (SURROGATE, "reports[0].description"),
+    "NUL character": (b'{"reports": [{"report_id": "r-1", "description": "a\\u0000b"}]}', "reports[0].description"),
     "5,000-digit integer": (b'{"reports": [{"amount": ' + b"9" * 5000 + b"}]}", "5000 characters"),
     "5,000 deep": (b'{"reports": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested 5001 deep"),
     "NaN": (b'{"reports": [{"amount": NaN}]}', "NaN"),
@@ -76,6 +77,19 @@ def test_a_lone_surrogate_in_a_report_stores_nothing(api, service):
     res = timed(api, "POST", f"{service}/reports", content=raw, headers={"content-type": "application/json"})
     assert res.status_code == 400 and names(res, "reports[0].description"), res.text
     not_stored(api, service, rid)
+
+
+@pytest.mark.parametrize("path, params, field", [
+    ("/audit", {"entity_id": "a\x00b"}, "entity_id"),
+    ("/queue", {"family": "\x00"}, "family"),
+    ("/accounts/a%00b/health", {}, "account_id"),
+    ("/cases/case-%00", {}, "case_id"),
+    ("/accounts/x/health", {"as_of": "2025-01-01T00:00:00\x00Z"}, "as_of"),
+])
+def test_a_nul_in_a_path_or_query_parameter_is_a_422_naming_it(api, service, path, params, field):
+    """PostgreSQL refuses NUL in text (schemathesis found GET /audit?entity_id=%00 a 500 there)."""
+    res = timed(api, "GET", f"{service}{path}", params=params)
+    assert res.status_code == 422 and names(res, field), res.text
 
 
 # --- defect 5: sizes ----------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from serving.api.strict_json import (
     check_media_type,
     nesting_depth,
     parse_json,
-    surrogate_path,
+    unstorable,
+    unstorable_path,
 )
 
 
@@ -62,7 +63,7 @@ def test_a_lone_surrogate_is_refused_naming_where(raw, field):
 
 def test_an_escaped_backslash_before_u_d800_is_plain_text():
     assert parse_json(b'{"a": "\\\\ud800"}') == {"a": "\\ud800"}
-    assert surrogate_path({"a": ["fine"]}) is None
+    assert unstorable_path({"a": ["fine"]}) is None
 
 
 def test_brackets_inside_strings_do_not_count_towards_depth():
@@ -80,3 +81,17 @@ def test_forms_are_refused(content_type):
 @pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8", "text/plain"])
 def test_json_and_unlabelled_bodies_are_read(content_type):
     check_media_type(content_type)
+
+
+@pytest.mark.parametrize("raw, field", [
+    (b'{"reports": [{"description": "a\\u0000b"}]}', "reports[0].description"),
+    (b'{"a\\u0000": 1}', "<key>"),
+])
+def test_a_nul_character_is_refused_naming_where(raw, field):
+    err = refusal(raw)
+    assert err.field == field and "NUL" in str(err)
+
+
+@pytest.mark.parametrize("text, refused", [("fine é 😀", False), ("a\x00b", True), ("\ud800", True)])
+def test_unstorable_text(text, refused):
+    assert (unstorable(text) is not None) == refused
