@@ -8,11 +8,21 @@ Timestamps are UTC; a timestamp without a zone is read as UTC.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from features import vocabulary as V
 
 # Column kinds. `str` is free text or an identifier, `category` a closed set.
 KINDS = ("str", "category", "timestamp", "float", "int", "bool")
+
+# Limits every text and time value must keep, in a data file and over the API alike. An identifier fits the
+# store's String(128) id columns; free text is long enough for a report yet cannot fill a worker's memory (a
+# 1 MiB id once made GET /queue pad every case id to its length). Times are absolute ISO-8601 within TIME_RANGE:
+# earlier or later values are typos or probes, and some (year 1) do not survive time-zone arithmetic.
+ID_MAX = 128
+TEXT_MAX = 10_000
+NAME_MAX = 128  # a person named in a request (actor), stored beside the key id in String(256)
+TIME_RANGE = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))  # [earliest, latest)
 
 
 @dataclass(frozen=True)
@@ -22,6 +32,11 @@ class Column:
     doc: str
     nullable: bool = False
     allowed: tuple[str, ...] | None = None
+    max_length: int | None = None  # `str` columns: ID_MAX unless stated (free text: TEXT_MAX)
+
+    def __post_init__(self) -> None:
+        if self.kind == "str" and self.max_length is None:
+            object.__setattr__(self, "max_length", ID_MAX)
 
 
 @dataclass(frozen=True)
@@ -114,7 +129,7 @@ REPORTS = Table(
         Column("show_id", "str", "Livestream the report is about, if any.", nullable=True),
         Column("order_id", "str", "Order the report is about, if any (orders.order_id).", nullable=True),
         Column("category", "category", "What is reported; its family follows from it.", allowed=V.CATEGORIES),
-        Column("description", "str", "Free text from the reporter (may be empty)."),
+        Column("description", "str", "Free text from the reporter (may be empty).", max_length=TEXT_MAX),
     ),
 )
 

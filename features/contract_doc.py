@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from features import vocabulary as V
-from features.contract import REFERENCES, TABLES, Column, Table
+from features.contract import ID_MAX, NAME_MAX, REFERENCES, TABLES, TEXT_MAX, TIME_RANGE, Column, Table
 from features.io import FORMATS, free_text_columns
 from features.validate import BOOL_STRINGS, CONSISTENCY_RULES, LINKED_ORDERS, RANGES
 
@@ -30,7 +30,12 @@ the column, the number of rows and a few example values or ids.
 How values are read:
 
 - Timestamps are UTC. A timestamp without a zone is read as UTC; a timestamp with
-  a zone is converted to UTC. Text timestamps must be ISO-8601.
+  a zone is converted to UTC. Text timestamps must be ISO-8601 (a date, or a date and
+  time with an optional zone; nothing relative such as `now`), and the API takes only
+  times from {earliest} to before {latest}.
+- Text has a maximum length in characters: {id_max} for identifiers (every `str`
+  column unless its type says otherwise), {text_max} for free text (descriptions,
+  notes, an appeal's why), {name_max} for a person named in an API request (`actor`).
 - Booleans are true/false or the numbers 0/1; in text only {bools}.
 - Whole numbers are integers (in text: digits only); numbers must be finite.
 - Text columns hold text only: a number is not silently turned into an id.
@@ -49,7 +54,9 @@ def render_markdown() -> str:
 
 def _intro() -> str:
     free_text = [f"`{t.name}.{c}`" for t in TABLES.values() for c in free_text_columns(t)]
-    return INTRO.format(bools=", ".join(f"`{s}`" for s in BOOL_STRINGS), free_text=", ".join(free_text))
+    return INTRO.format(bools=", ".join(f"`{s}`" for s in BOOL_STRINGS), free_text=", ".join(free_text),
+                        earliest=TIME_RANGE[0].date().isoformat(), latest=TIME_RANGE[1].date().isoformat(),
+                        id_max=ID_MAX, text_max=f"{TEXT_MAX:,}", name_max=NAME_MAX)
 
 
 def _overview() -> str:
@@ -79,7 +86,8 @@ def _table_section(table: Table) -> str:
 
 def _column_row(column: Column) -> str:
     allowed = ", ".join(f"`{v}`" for v in column.allowed) if column.allowed else ""
-    return f"| `{column.name}` | {column.kind} | {'yes' if column.nullable else 'no'} | {allowed} | {_cell(column.doc)} |"
+    kind = f"{column.kind} (max {column.max_length:,})" if column.max_length else column.kind
+    return f"| `{column.name}` | {kind} | {'yes' if column.nullable else 'no'} | {allowed} | {_cell(column.doc)} |"
 
 
 def _rules(table: Table) -> list[str]:

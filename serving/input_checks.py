@@ -7,14 +7,16 @@ text is expected is an error, not a string.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from features.build import CATEGORICALS
-from features.contract import REPORTS, Table
+from features.contract import ID_MAX, REPORTS, TIME_RANGE, Table
 from features.history import History
 
 
@@ -35,20 +37,45 @@ class RequestError(ValueError):
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
 
 
+# ISO-8601 as other systems write it: a date, or a date and a time (seconds and fractions optional), then an
+# optional zone (Z or ±hh:mm). Nothing relative ("now", "today"), no other spelling pandas would guess at.
+ISO_8601 = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.(\d{1,9}))?)?)?(?:Z|z|[+-]\d{2}:?\d{2})?")
+
+
 def parse_timestamp(value: Any, field: str, errors: list[FieldError]) -> pd.Timestamp | None:
-    """An ISO-8601 string as a UTC timestamp (no zone = UTC); records an error otherwise."""
+    """An ISO-8601 string as a UTC timestamp (no zone = UTC) within the contract's TIME_RANGE; records an error
+    otherwise. Python's own parser reads it (pandas would take "now" and turn year 1 at +01:00 into 1972), and
+    the range is checked in UTC, so every time that passes is one the store, the features and pandas can hold."""
     if not isinstance(value, str):
         errors.append(FieldError(field, f"expected an ISO-8601 timestamp string, got {type(value).__name__}"))
         return None
+    match = ISO_8601.fullmatch(value) if len(value) <= 40 else None
     try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        errors.append(FieldError(field, f"'{value}' is not an ISO-8601 timestamp"))
+        if match is None:
+            raise ValueError(value)
+        fraction = match.group(1)
+        text = value.replace(f".{fraction}", f".{fraction[:6].ljust(6, '0')}") if fraction else value
+        when = datetime.fromisoformat(text.replace("z", "Z"))
+    except ValueError:
+        errors.append(FieldError(field, f"{value[:40]!r} is not an ISO-8601 timestamp (such as 2025-06-01T12:00:00Z)"))
         return None
-    if ts is pd.NaT:
-        errors.append(FieldError(field, f"'{value}' is not an ISO-8601 timestamp"))
+    earliest, latest = TIME_RANGE
+    when = when.replace(tzinfo=earliest.tzinfo) if when.tzinfo is None else when
+    if not earliest <= when < latest:
+        errors.append(FieldError(field, f"{value} is outside {earliest.date()} to {latest.date()} (exclusive)"))
         return None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return pd.Timestamp(when).tz_convert("UTC")
+
+
+def check_text(value: Any, max_length: int, field: str, errors: list[FieldError]) -> str | None:
+    """A JSON string of at most `max_length` characters (the contract's limit for the field)."""
+    if not isinstance(value, str):
+        errors.append(FieldError(field, f"expected a string, got {type(value).__name__}"))
+        return None
+    if len(value) > max_length:
+        errors.append(FieldError(field, f"is {len(value):,} characters long (at most {max_length:,})"))
+        return None
+    return value
 
 
 def _check_value(table: Table, name: str, value: Any, field: str, errors: list[FieldError]) -> Any:
@@ -60,11 +87,10 @@ def _check_value(table: Table, name: str, value: Any, field: str, errors: list[F
     if col.kind == "timestamp":
         return parse_timestamp(value, field, errors)
     if col.kind in ("str", "category"):
-        if not isinstance(value, str):
-            errors.append(FieldError(field, f"expected a string, got {type(value).__name__}"))
+        if check_text(value, col.max_length or ID_MAX, field, errors) is None:
             return None
         if col.allowed is not None and value not in col.allowed:
-            errors.append(FieldError(field, f"unknown value '{value}' (allowed: {', '.join(col.allowed)})"))
+            errors.append(FieldError(field, f"unknown value {value[:ID_MAX]!r} (allowed: {', '.join(col.allowed)})"))
         return value
     return _check_scalar(col.kind, value, field, errors)
 
@@ -198,6 +224,10 @@ def parse_feature_rows(payload: Any, needed: list[str], max_batch: int, key: str
             or not isinstance(payload.get("data"), list):
         raise RequestError([FieldError(key, 'expected {"columns": [...], "data": [[...], ...]}')])
     columns, data = payload["columns"], payload["data"]
+    names = [FieldError(f"{key}.columns[{i}]", f"expected a column name of at most {ID_MAX} characters")
+             for i, c in enumerate(columns) if not isinstance(c, str) or len(c) > ID_MAX]
+    if names:
+        raise RequestError(names)
     if not data:
         raise RequestError([FieldError(f"{key}.data", "the batch is empty")])
     if len(data) > max_batch:

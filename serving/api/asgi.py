@@ -20,7 +20,7 @@ async def read_body(receive, limit: int) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(f"the request body exceeds {limit} bytes")
+            raise BodyTooLarge(f"the request body exceeds this route's limit of {limit:,} bytes")
         chunks.append(chunk)
         more = message.get("more_body", False)
     return b"".join(chunks)

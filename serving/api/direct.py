@@ -6,7 +6,7 @@ against 2.5-2.9 ms in the raw ASGI layer it replaced; as a direct route 2.2-2.8 
 ms). So the hot routes skip that stack: this middleware sits inside
 BentoML's own (metrics, tracing, access log, timeout, concurrency limit) and inside authentication, finds the
 route by method and path in the routers' own tables, calls its endpoint with the service, and maps what it raises
-through serving.api.errors exactly as the app would. Any other method on the path goes on to the app (405).
+through serving.api.errors exactly as the app would (anything unexpected: a logged 500). Any other method on the path goes on to the app (405).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving.api.errors import response_for
+from serving.api.errors import internal_error, response_for
 
 Endpoint = Callable[[Request, Any], Awaitable[Response]]
 
@@ -49,8 +49,6 @@ class DirectRoutes:
             return await self.app(scope, receive, send)
         try:
             response = await endpoint(Request(scope, receive), self._service())
-        except Exception as exc:
-            response = response_for(exc)
-            if response is None:
-                raise
+        except Exception as exc:  # a bug too is answered at once (500, logged), never left to the server
+            response = response_for(exc) or internal_error(exc, scope["method"], scope["path"])
         await response(scope, receive, send)

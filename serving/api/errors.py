@@ -5,6 +5,7 @@ Bodies have two shapes: `{"error": message}`, and for bad fields `{"detail": [{"
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,10 +13,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from serving.api.asgi import BodyTooLarge
+from serving.api.strict_json import BadJson, UnsupportedMedia
 from serving.enforcement.ledger import LedgerError, NotFoundError
 from serving.input_checks import FieldError, RequestError
 from serving.market.event_store import ConflictError
 from serving.queue.cases import CaseStateError
+
+log = logging.getLogger("docket.api")
 
 
 class NotReady(RuntimeError):
@@ -23,10 +27,6 @@ class NotReady(RuntimeError):
 
     def __init__(self, what: str, reason: str | None):
         super().__init__(f"{what} not loaded yet ({reason or 'loading'})")
-
-
-class NotJson(ValueError):
-    """The request body is not JSON: 400."""
 
 
 def error_body(message: str) -> dict[str, str]:
@@ -55,7 +55,9 @@ HANDLERS = {
     ConflictError: lambda exc: JSONResponse(exc.body(), status_code=409),
     CaseStateError: lambda exc: error_response(409, str(exc)),
     NotReady: lambda exc: error_response(503, str(exc)),
-    NotJson: lambda exc: error_response(400, str(exc)),
+    BadJson: lambda exc: error_response(400, str(exc), **(
+        {"detail": [FieldError(exc.field, str(exc)).as_dict()]} if exc.field else {})),
+    UnsupportedMedia: lambda exc: error_response(415, str(exc)),
     BodyTooLarge: lambda exc: error_response(413, str(exc)),
 }
 
@@ -68,10 +70,22 @@ def response_for(exc: Exception) -> JSONResponse | None:
     return None
 
 
+def internal_error(exc: BaseException, method: str, path: str) -> JSONResponse:
+    """A failure none of the above expects (a bug): logged with its traceback, answered 500 at once. Never
+    re-raised to the server, which without a response would leave the client waiting for BentoML's timeout."""
+    log.error("unhandled %s on %s %s", type(exc).__name__, method, path, exc_info=exc)
+    return error_response(500, f"internal error ({type(exc).__name__}); it is logged")
+
+
 def install(app: FastAPI) -> None:
-    """Register every mapping above on `app`."""
+    """Register every mapping above on `app`, and the 500 for everything else."""
     for kind in HANDLERS:
         async def handler(request: Request, exc: Exception) -> JSONResponse:
             return response_for(exc)
 
         app.add_exception_handler(kind, handler)
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        return internal_error(exc, request.method, request.url.path)
+
+    app.add_exception_handler(Exception, unexpected)

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Depends, Request
 
 from serving.api import metrics
-from serving.api.routing import actor_of, now, service
+from serving.api.routing import BATCH_BODY_BYTES, actor_of, json_payload, now, service
 from serving.market.events import check_batch
 
 router = APIRouter()
 
 
 @router.post("/events")
-def ingest(request: Request, body: Any = Body(None), svc=Depends(service)):
+def ingest(request: Request, body: Any = Depends(json_payload(BATCH_BODY_BYTES)), svc=Depends(service)):
     """Store a batch of accounts, account updates, orders, order updates, enforcements and outcomes."""
     batch = check_batch(body, svc.settings.max_batch)
     at = now()

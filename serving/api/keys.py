@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from serving.api.key_store import ROLES, KeyError_, check_expiry, create_key, list_keys, revoke_key
-from serving.api.routing import actor_of, now, service
+from serving.api.routing import actor_of, json_payload, now, service
 from serving.input_checks import FieldError, RequestError
 
 router = APIRouter()
@@ -17,7 +17,7 @@ KEY_FIELDS = ("role", "expires_at")
 
 
 @router.post("/keys")
-def new_key(request: Request, body: Any = Body(None), svc=Depends(service)):
+def new_key(request: Request, body: Any = Depends(json_payload()), svc=Depends(service)):
     """Create an API key: `{"role", "expires_at"?}`; the key is in this response and nowhere else."""
     at = now()
     role, expires_at = _key_request(body, at)

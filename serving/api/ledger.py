@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
+from features.contract import ID_MAX
 from policy.penalty import APPEALS, decide
 from serving.api.penalty_bodies import PENALTY_FIELDS, _Fields, parse_account, parse_penalty_request, parse_violation
-from serving.api.routing import actor_of, json_body, now, service
+from serving.api.routing import OBJECT_BODY_BYTES, actor_of, json_body, json_payload, now, service
 from serving.input_checks import FieldError, RequestError
 from serving.market.timeline import LIMIT, account_timeline
 
 router = APIRouter()
+MAX_MODELS = 16  # model name -> version pairs a recorded violation may cite
 
 
 def ledger(svc=Depends(service)):
@@ -30,7 +32,7 @@ def _body(body: Any) -> tuple[_Fields, list[FieldError]]:
 
 
 @router.post("/violations")
-def record_violation(request: Request, body: Any = Body(None), ledger=Depends(ledger)) -> JSONResponse:
+def record_violation(request: Request, body: Any = Depends(json_payload()), ledger=Depends(ledger)) -> JSONResponse:
     """Record a confirmed violation: runs the mapper on the stored record; idempotent by violation_id."""
     f, errors = _body(body)
     violation_id, actor = f.text("violation_id"), actor_of(request, f.text("actor", required=False))
@@ -39,8 +41,10 @@ def record_violation(request: Request, body: Any = Body(None), ledger=Depends(le
     violation = parse_violation(f.obj.get("violation"), as_of, errors)
     source = f.text("source_report_id", required=False)
     versions = f.obj.get("model_versions")
-    if versions is not None and not (isinstance(versions, dict) and all(isinstance(v, str) for v in versions.values())):
-        errors.append(FieldError("model_versions", "expected an object of model name -> version string"))
+    if versions is not None and not (isinstance(versions, dict) and len(versions) <= MAX_MODELS and all(
+            isinstance(v, str) and len(k) <= ID_MAX and len(v) <= ID_MAX for k, v in versions.items())):
+        errors.append(FieldError("model_versions", f"expected an object of at most {MAX_MODELS} model names -> "
+                                                   f"version strings, each at most {ID_MAX} characters"))
     if errors:
         raise RequestError(errors)
     recorded = ledger.record_violation(violation_id, account, violation, actor=actor, as_of=as_of,
@@ -50,7 +54,7 @@ def record_violation(request: Request, body: Any = Body(None), ledger=Depends(le
 
 
 @router.post("/violations/{violation_id}/appeal")
-def appeal(violation_id: str, request: Request, body: Any = Body(None), ledger=Depends(ledger)) -> dict:
+def appeal(violation_id: str, request: Request, body: Any = Depends(json_payload()), ledger=Depends(ledger)) -> dict:
     """Record an appeal outcome; an overturned violation stops counting and its penalties lift."""
     f, errors = _body(body)
     outcome, actor, why = f.choice("outcome", APPEALS), actor_of(request, f.text("actor", required=False)), f.text("why")
@@ -61,7 +65,7 @@ def appeal(violation_id: str, request: Request, body: Any = Body(None), ledger=D
 
 
 @router.post("/violations/{violation_id}/remedial")
-def remedial(violation_id: str, request: Request, body: Any = Body(None), ledger=Depends(ledger)) -> dict:
+def remedial(violation_id: str, request: Request, body: Any = Depends(json_payload()), ledger=Depends(ledger)) -> dict:
     """Record a passed remedial step (shipping-policy quiz); lowers a seller's logistics sentence."""
     f, errors = _body(body)
     completed, actor, why = f.time("completed_at"), actor_of(request, f.text("actor", required=False)), f.text("why")
@@ -95,7 +99,7 @@ def audit(entity_id: str | None = None, ledger=Depends(ledger)) -> list[dict]:
 @router.post("/penalty")
 async def penalty(request: Request, svc=Depends(service)) -> dict:
     """What the penalty mapper decides for this violation given this record; changes nothing."""
-    body = await json_body(request)
+    body = await json_body(request, OBJECT_BODY_BYTES)
     if not isinstance(body, dict):
         raise RequestError([FieldError("body", f"expected an object, got {type(body).__name__}")])
     unknown = sorted(set(body) - set(PENALTY_FIELDS))

@@ -5,18 +5,34 @@ from datetime import datetime
 from typing import Any
 
 from features import vocabulary as V
+from features.contract import ID_MAX, NAME_MAX, TEXT_MAX
 from policy.penalty import APPEALS, STAGES, Account, Action, PastViolation, Violation
-from serving.input_checks import FieldError, RequestError, parse_timestamp
+from serving.input_checks import FieldError, RequestError, check_text, parse_timestamp
+from serving.queue.cases import case_id_for
+
+# The longest text each field of a request object may hold (the data contract's limits); any other text field
+# is an identifier (ID_MAX, the store's String(128) id columns).
+TEXT_LIMITS = {"why": TEXT_MAX, "notes": TEXT_MAX, "actor": NAME_MAX, "case_id": len(case_id_for("x" * ID_MAX))}
+
+
+def _shown(value: Any) -> str:
+    """A value quoted in a message, cut short: a message never echoes a megabyte back."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
 
 class _Fields:
-    """Collects field errors while reading one JSON object."""
+    """Collects field errors while reading one JSON object.
+
+    A field is "missing" whenever the object is there (an empty `{}` too: every required field of it is named);
+    an object that is itself missing (null) or not an object is named once, not field by field."""
 
     def __init__(self, obj: Any, where: str, errors: list[FieldError]):
         self.where, self.errors = where, errors
-        self.obj = obj if isinstance(obj, dict) else {}
-        if not isinstance(obj, dict):
-            errors.append(FieldError(where, "missing field" if obj is None else
+        self.present = isinstance(obj, dict)
+        self.obj = obj if self.present else {}
+        if not self.present:
+            errors.append(FieldError(where or "body", "missing field" if obj is None else
                                      f"expected an object, got {type(obj).__name__}"))
 
     def _path(self, name: str) -> str:
@@ -25,29 +41,29 @@ class _Fields:
     def text(self, name: str, required: bool = True) -> str | None:
         value = self.obj.get(name)
         if value is None:
-            if required and self.obj:
+            if required and self.present:
                 self.errors.append(FieldError(self._path(name), "missing field"))
             return None
         if not isinstance(value, str) or not value:
-            self.errors.append(FieldError(self._path(name), f"expected a non-empty string, got {value!r}"))
+            self.errors.append(FieldError(self._path(name), f"expected a non-empty string, got {_shown(value)}"))
             return None
-        return value
+        return check_text(value, TEXT_LIMITS.get(name, ID_MAX), self._path(name), self.errors)
 
     def choice(self, name: str, allowed: tuple[str, ...], required: bool = True, default: str | None = None) -> str | None:
         value = self.obj.get(name, default)
         if value is None:
-            if required and self.obj:
+            if required and self.present:
                 self.errors.append(FieldError(self._path(name), "missing field"))
             return None
         if value not in allowed:
-            self.errors.append(FieldError(self._path(name), f"unknown value {value!r} (allowed: {', '.join(allowed)})"))
+            self.errors.append(FieldError(self._path(name), f"unknown value {_shown(value)} (allowed: {', '.join(allowed)})"))
             return None
         return value
 
     def time(self, name: str, required: bool = True) -> datetime | None:
         value = self.obj.get(name)
         if value is None:
-            if required and self.obj:
+            if required and self.present:
                 self.errors.append(FieldError(self._path(name), "missing field"))
             return None
         ts = parse_timestamp(value, self._path(name), self.errors)
@@ -78,7 +94,7 @@ def _actions(raw: Any, where: str, errors: list[FieldError]) -> tuple[Action, ..
         kind = f.choice("type", V.ACTIONS)
         days = f.obj.get("days")
         if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days <= 0):
-            errors.append(FieldError(f"{where}[{i}].days", f"expected a positive whole number of days, got {days!r}"))
+            errors.append(FieldError(f"{where}[{i}].days", f"expected a positive whole number of days, got {_shown(days)}"))
             days = None
         feature = f.text("feature", required=False)
         if kind:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from features import vocabulary as V
 from serving.api import metrics
-from serving.api.routing import actor_of, history_of, now, service
+from serving.api.routing import BATCH_BODY_BYTES, actor_of, history_of, json_payload, now, service
 from serving.api.penalty_bodies import _Fields
 from serving.input_checks import FieldError, RequestError
 
@@ -20,7 +20,7 @@ router = APIRouter()
 
 
 @router.post("/reports")
-def intake(request: Request, body: Any = Body(None), svc=Depends(service)):
+def intake(request: Request, body: Any = Depends(json_payload(BATCH_BODY_BYTES)), svc=Depends(service)):
     """Accept reports: each stored exactly once (by report_id) and scored before this answers."""
     history = history_of(svc)
     if not isinstance(body, dict):
@@ -53,7 +53,7 @@ CLAIM_FIELDS = ("case_id",)
 
 
 @router.post("/queue/claim")
-def claim(request: Request, body: Any = Body(None), svc=Depends(service)):
+def claim(request: Request, body: Any = Depends(json_payload()), svc=Depends(service)):
     """Hold a case for the caller until it is resolved, released or the claim times out: the one named by
     `{"case_id": ...}`, else the highest-priority open case. A field this route does not know is refused rather
     than ignored, so a misspelt `case_id` never hands out some other case."""
@@ -100,7 +100,7 @@ def subject_role(svc, case_id: str) -> str:
 
 
 @router.post("/cases/{case_id}/resolve")
-def resolve(case_id: str, request: Request, body: Any = Body(None), svc=Depends(service)):
+def resolve(case_id: str, request: Request, body: Any = Depends(json_payload()), svc=Depends(service)):
     """Close a claimed case; a valid outcome records the violation through the penalty mapper, and the answer
     names it (`violation_id`) so an appeal can."""
     return metrics.counted_resolution(svc.queue.resolve(case_id, **asdict(resolution(body)), actor=actor_of(request),

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from serving.api.asgi import json_bytes
-from serving.api.routing import direct, json_body, runtime_of, service
+from serving.api.routing import BATCH_BODY_BYTES, direct, json_body, runtime_of, service
 from serving.input_checks import FieldError, RequestError
 from training.scoring import rank_order
 
@@ -32,7 +32,7 @@ def _reports(payload: Any) -> Any:
 
 
 async def _scored(request: Request, svc) -> list[dict]:
-    return await svc.scored(_reports(await json_body(request)))
+    return await svc.scored(_reports(await json_body(request, BATCH_BODY_BYTES)))
 
 
 @router.post("/score")
@@ -53,7 +53,7 @@ async def rank(request: Request, svc=Depends(service)) -> Response:
 async def predict_fraud(request: Request, svc=Depends(service)):
     """Fraud risk of feature rows in MLflow's `dataframe_split` shape: the fraud model only (no features, no
     reasons), the same work as `mlflow models serve` of docket-fraud."""
-    payload = await json_body(request)
+    payload = await json_body(request, BATCH_BODY_BYTES)
     if not isinstance(payload, dict):
         raise RequestError([FieldError("body", f"expected an object, got {type(payload).__name__}")])
     unknown = sorted(set(payload) - {"dataframe_split"})

@@ -64,8 +64,8 @@ class Runtime:
         """The fraud model alone on feature rows (order features, or report features): what `mlflow models
         serve` of docket-fraud computes, for comparing serving overhead; no features built, no reasons."""
         fraud = self.scorer.fraud.bundle
-        needed = fraud.report.features if isinstance(rows, dict) and "category" in rows.get("columns", ()) \
-            else fraud.order.features
+        columns = rows.get("columns") if isinstance(rows, dict) else None
+        needed = fraud.report.features if isinstance(columns, list) and "category" in columns else fraud.order.features
         X = parse_feature_rows(rows, needed, self.settings.max_batch)
         return {"fraud_risk": [round(float(p), 6) for p in fraud.predict(X)["fraud_risk"]],
                 "model_versions": {S.FRAUD_MODEL: self.scorer.fraud.version}}

@@ -57,7 +57,7 @@ def test_a_known_id_with_other_content_is_a_409_and_nothing_of_the_batch_is_stor
     ({"outcomes": [{"report_id": "r", "valid": True, "severity": None, "fraud_confirmed": False,
                     "resolved_at": "2025-03-01T00:00:00Z"}]}, "outcomes[0].severity", "required when valid"),
     ({"accounts": [dict(_account("x"), created_at="0001-01-01T00:00:00Z")]}, "accounts[0].created_at",
-     "is outside 1970-2399"),
+     "is outside 2000-01-01 to 2100-01-01"),
     ({"payments": []}, "payments", "unknown field"),
     ({"accounts": []}, "body", "no events"),
 ])

@@ -201,6 +201,7 @@ ENDPOINTS = [
     ("POST", "/keys", {"role": "nobody"}, {"admin"}),
     ("GET", "/keys", None, {"admin"}),
     ("POST", "/keys/none/revoke", None, {"admin"}),
+    ("GET", "/openapi.json", None, {"intake", "investigator", "admin"}),
 ]
 
 
