@@ -225,7 +225,7 @@ class Queue:
                 ids, tier, base, opened_s, goal = _copy_columns(conn, q) if postgres else _fetch_columns(conn, q)
         if not len(ids):
             return pd.DataFrame({"case_id": [], "tier": [], "effective_priority": []})
-        order, eff = rank_cases(ids.astype(str), tier, base, opened_s, goal, _seconds(now), self.qp)
+        order, eff = rank_cases(ids, tier, base, opened_s, goal, _seconds(now), self.qp)
         return pd.DataFrame({"case_id": ids[order], "tier": tier[order], "effective_priority": eff[order]})
 
     def queue(self, now: datetime, limit: int = 50, family: str | None = None, category: str | None = None) -> list[dict]:

@@ -55,3 +55,48 @@ def test_ranked_reads_the_same_cases_and_priorities_as_a_plain_query(engine, fam
 def test_ranked_on_an_empty_store_is_an_empty_frame(engine):
     ranked = Queue(engine, load_queue_policy(), ledger=None).ranked(NOW)
     assert ranked.empty and list(ranked.columns) == ["case_id", "tier", "effective_priority"]
+
+
+def test_one_case_with_a_million_character_id_keeps_ranking_small_and_in_order(engine):
+    """Issue 15, defect 1: ranking padded every id to the longest (numpy fixed-width strings), so one id of
+    1 MB made GET /queue and claims run out of memory. The id goes straight into the store (the API caps ids:
+    this is what a store written before the cap may hold)."""
+    import tracemalloc
+
+    qp = load_queue_policy()
+    fill_cases(engine, 1_000, seed=5, now=NOW)
+    # SQLite stores any length; PostgreSQL refuses more than the column's length, so there the longest it holds
+    length = 1_000_000 if engine.dialect.name == "sqlite" else T.cases.c.case_id.type.length
+    long_id = "case-" + "x" * (length - 5)
+    with writing(engine) as conn:
+        conn.execute(T.cases.insert().values(
+            case_id=long_id, kind="report", opened_at=NOW - timedelta(hours=2), subject_id="s", family="behavioral",
+            category="harassment", deadline_at=NOW - timedelta(hours=1), goal_hours=1.0, base_priority=50.0, tier=0,
+            status="open", version=0))
+    queue = Queue(engine, qp, ledger=None)
+    tracemalloc.start()
+    try:
+        ranked = queue.ranked(NOW)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 2**20, f"ranking 1,001 cases peaked at {peak / 2**20:.0f} MB"
+    c = T.cases.c
+    with reading(engine) as conn:
+        rows = conn.execute(select(c.case_id, c.tier, c.base_priority, c.opened_at, c.goal_hours)
+                            .where(c.status == "open")).all()
+    key = {r.case_id: r for r in rows}
+    eff = dict(zip(ranked["case_id"], ranked["effective_priority"]))
+    want = sorted(key, key=lambda i: (-key[i].tier, -eff[i],
+                                      key[i].opened_at.timestamp() + key[i].goal_hours * 3600, i))
+    assert ranked["case_id"].tolist() == want and long_id in want
+
+
+def test_ties_are_broken_by_case_id_in_code_point_order_as_before():
+    """The integer ranks that replace the padded ids order ties exactly as numpy's strings did."""
+    from policy.queue import id_ranks, order_cases
+
+    ids = ["case-b", "case-a", "case-ä", "case-A", "case-a1", "case-", "case-\U0001f600", "case-a"]
+    zeros = np.zeros(len(ids))
+    want = order_cases(np.asarray(ids, dtype=str), zeros, zeros, zeros)
+    assert order_cases(id_ranks(np.asarray(ids, dtype=object)), zeros, zeros, zeros).tolist() == want.tolist()
