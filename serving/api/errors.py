@@ -14,8 +14,8 @@ from fastapi.responses import JSONResponse
 from serving.api.asgi import BodyTooLarge
 from serving.enforcement.ledger import LedgerError, NotFoundError
 from serving.input_checks import FieldError, RequestError
-from serving.market.event_store import ConflictError
 from serving.queue.cases import CaseStateError
+from serving.store.conflicts import ConflictError
 
 
 class NotReady(RuntimeError):

@@ -34,7 +34,8 @@ def record_violation(request: Request, body: Any = Body(None), ledger=Depends(le
     """Record a confirmed violation: runs the mapper on the stored record; idempotent by violation_id."""
     f, errors = _body(body)
     violation_id, actor = f.text("violation_id"), actor_of(request, f.text("actor", required=False))
-    as_of = f.time("as_of", required=False) or now()
+    stated = f.time("as_of", required=False)
+    as_of = stated or now()
     account = parse_account(f.obj.get("account"), errors)
     violation = parse_violation(f.obj.get("violation"), as_of, errors)
     source = f.text("source_report_id", required=False)
@@ -44,20 +45,22 @@ def record_violation(request: Request, body: Any = Body(None), ledger=Depends(le
     if errors:
         raise RequestError(errors)
     recorded = ledger.record_violation(violation_id, account, violation, actor=actor, as_of=as_of,
-                                       source_report_id=source, model_versions=versions)
+                                       source_report_id=source, model_versions=versions,
+                                       as_of_stated=stated is not None)
     return JSONResponse({"violation_id": violation_id, "created": recorded.created,
                          "decision": recorded.decision.to_dict()}, status_code=201 if recorded.created else 200)
 
 
 @router.post("/violations/{violation_id}/appeal")
 def appeal(violation_id: str, request: Request, body: Any = Body(None), ledger=Depends(ledger)) -> dict:
-    """Record an appeal outcome; an overturned violation stops counting and its penalties lift."""
+    """Record the violation's one appeal; an overturned violation stops counting and its penalties lift. A second
+    appeal is a 409 naming the first; the same appeal sent again answers 200 and records nothing."""
     f, errors = _body(body)
     outcome, actor, why = f.choice("outcome", APPEALS), actor_of(request, f.text("actor", required=False)), f.text("why")
-    at = f.time("at", required=False) or now()
+    stated = f.time("at", required=False)
     if errors:
         raise RequestError(errors)
-    return ledger.appeal(violation_id, outcome, actor=actor, why=why, at=at)
+    return ledger.appeal(violation_id, outcome, actor=actor, why=why, at=stated or now(), at_stated=stated is not None)
 
 
 @router.post("/violations/{violation_id}/remedial")
