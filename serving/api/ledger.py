@@ -12,6 +12,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from policy.penalty import APPEALS, decide
+from serving.api import paging
 from serving.api.penalty_bodies import PENALTY_FIELDS, _Fields, parse_account, parse_penalty_request, parse_violation
 from serving.api.routing import actor_of, json_body, now, service
 from serving.input_checks import FieldError, RequestError
@@ -89,10 +90,22 @@ def timeline(account_id: str, limit: int = Query(LIMIT, ge=1, le=500), svc=Depen
     return account_timeline(svc.engine, svc.ledger, account_id, now(), limit)
 
 
+AUDIT_LIMIT, AUDIT_MAX_LIMIT = 1000, 5000  # events per page of GET /audit: by default, at most
+
+
 @router.get("/audit")
-def audit(entity_id: str | None = None, ledger=Depends(ledger)) -> list[dict]:
-    """Append-only audit events, oldest first (optionally for one entity)."""
-    return ledger.audit_events(entity_id)
+def audit(entity_id: str | None = None, limit: int = Query(AUDIT_LIMIT, ge=1, le=AUDIT_MAX_LIMIT),
+          cursor: str | None = None, ledger=Depends(ledger)) -> JSONResponse:
+    """Append-only audit events, oldest first (optionally for one entity), a page of `limit`; the next page
+    after the `Next-Cursor` header's cursor (the last event id seen: the trail only grows, ids only increase).
+    All 10,964 events of a busy day in one answer were 10 MB and 1.1-1.7 s (issue 15, defect 7)."""
+    after = paging.decode(cursor, "audit").get("after") if cursor is not None else None
+    if after is not None and not isinstance(after, int):
+        raise RequestError([FieldError("cursor", "not a cursor this route gave out")])
+    events = ledger.audit_events(entity_id, after=after, limit=limit + 1)  # one more says whether more follow
+    more = len(events) > limit
+    events = events[:limit]
+    return paging.paged(events, paging.encode("audit", {"after": events[-1]["id"]}) if more else None)
 
 
 @router.post("/penalty")

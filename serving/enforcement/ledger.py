@@ -223,12 +223,19 @@ class Ledger:
         role, violations = found
         return health_view(Account(account_id, role), violations, as_of, self.policy)
 
-    def audit_events(self, entity_id: str | None = None) -> list[dict]:
-        """Audit events oldest first, optionally only those about one entity."""
+    def audit_events(self, entity_id: str | None = None, after: int | None = None,
+                     limit: int | None = None) -> list[dict]:
+        """Audit events oldest first, optionally only those about one entity, only those after event id `after`
+        and at most `limit` of them: the trail only grows and ids only increase, so paging by the last id seen
+        is stable (no event skipped or repeated, whatever is appended meanwhile)."""
         a = T.audit_events
         query = select(a).order_by(a.c.id)
         if entity_id is not None:
             query = query.where(a.c.entity_id == entity_id)
+        if after is not None:
+            query = query.where(a.c.id > after)
+        if limit is not None:
+            query = query.limit(limit)
         with reading(self.engine) as conn:
             return [{**row._asdict(), "at": row.at.isoformat()} for row in conn.execute(query)]
 

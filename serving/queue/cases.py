@@ -35,6 +35,7 @@ from features import vocabulary as V
 from policy.penalty import Account, Violation
 from policy.queue import QueuePolicy, effective_priority, rank_cases
 from serving.enforcement.ledger import Ledger, NotFoundError
+from serving.input_checks import FieldError
 from serving.store import tables as T
 from serving.store.db import (
     append_audit,
@@ -55,6 +56,15 @@ IN_CHUNK = 5_000  # ids per IN (...) list, well inside SQLite's limit on bound p
 
 class CaseStateError(ValueError):
     """The case is not in a state that allows this (e.g. resolving a case someone else holds)."""
+
+
+@dataclass(frozen=True)
+class RankKey:
+    """Where a case stands in the ranking (policy.queue.order_cases' key): a queue page's cursor."""
+    tier: int
+    effective_priority: float
+    deadline_s: float
+    case_id: str
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,27 @@ class Queue:
                     continue
                 accepted.append(report["report_id"])
         return {"accepted": accepted, "already_known": known}
+
+    def conflicts(self, reports: pd.DataFrame) -> list[FieldError]:
+        """Reports of this batch whose id is stored already with other content, one FieldError per report naming
+        the fields that differ (its REPORT_COLUMNS; evidence is the monitors' and not compared). An exact
+        resend is no conflict: intake names it in already_known."""
+        ids = reports["report_id"].tolist()
+        with reading(self.engine) as conn:
+            stored = {r["report_id"]: r for start in range(0, len(ids), IN_CHUNK) for r in conn.execute(
+                select(*[T.intake_reports.c[c] for c in REPORT_COLUMNS])
+                .where(T.intake_reports.c.report_id.in_(ids[start:start + IN_CHUNK]))).mappings()}
+        out = []
+        for i, row in enumerate(reports.to_dict("records")):
+            kept = stored.get(row["report_id"])
+            if kept is None:
+                continue
+            sent = {k: _plain(v) for k, v in row.items()}
+            differ = [c for c in REPORT_COLUMNS[1:] if sent.get(c) != kept[c]]
+            if differ:
+                out.append(FieldError(f"reports[{i}]", f"{row['report_id']} is stored with other "
+                                                       f"{', '.join(differ)}"))
+        return out
 
     def _store_report(self, conn, report: dict, score: Score, actor: str, now: datetime, evidence) -> None:
         created = report["created_at"].to_pydatetime() if hasattr(report["created_at"], "to_pydatetime") else report["created_at"]
@@ -198,7 +229,7 @@ class Queue:
     # -- ranking ------------------------------------------------------------------------------
 
     def ranked(self, now: datetime, family: str | None = None, category: str | None = None) -> pd.DataFrame:
-        """Open cases (and claims past their time-out) in rank order: case_id, tier, effective_priority.
+        """Open cases (and claims past their time-out) in rank order: case_id, tier, effective_priority, deadline_s.
 
         Only the five columns ranking needs are fetched, as raw driver values converted
         in one vectorised step: row-by-row type processing made 100k cases take 1.5 s.
@@ -224,13 +255,37 @@ class Queue:
             with reading(self.engine) as conn:
                 ids, tier, base, opened_s, goal = _copy_columns(conn, q) if postgres else _fetch_columns(conn, q)
         if not len(ids):
-            return pd.DataFrame({"case_id": [], "tier": [], "effective_priority": []})
+            return pd.DataFrame({"case_id": [], "tier": [], "effective_priority": [], "deadline_s": []})
         order, eff = rank_cases(ids, tier, base, opened_s, goal, _seconds(now), self.qp)
-        return pd.DataFrame({"case_id": ids[order], "tier": tier[order], "effective_priority": eff[order]})
+        return pd.DataFrame({"case_id": ids[order], "tier": tier[order], "effective_priority": eff[order],
+                             "deadline_s": (opened_s + goal * 3600.0)[order]})
 
     def queue(self, now: datetime, limit: int = 50, family: str | None = None, category: str | None = None) -> list[dict]:
         """Open cases in priority order, with scores, top reasons, deadline and the time left."""
-        top = self.ranked(now, family, category).head(limit).to_dict("records")
+        return self.page(now, limit, family, category)[0]
+
+    def page(self, now: datetime, limit: int = 50, family: str | None = None, category: str | None = None,
+             after: RankKey | None = None) -> tuple[list[dict], RankKey | None]:
+        """A page of the queue: the first `limit` open cases ranking after `after` (from the top when None),
+        and the rank key of its last case when more follow (None on the last page).
+
+        The queue is ranked afresh for every page, at `now`: a page continues after the previous page's last
+        case by its rank key (tier, effective priority, deadline, case id), not from a snapshot. A case that
+        climbed past that key since (aging, a new score, a released claim) is not in the later pages but at
+        the top again; one that fell behind it may show twice. Paging by key rather than by offset keeps a
+        case from being skipped because cases above it were claimed meanwhile.
+        """
+        ranked = self.ranked(now, family, category)
+        start = _first_after(ranked, after) if after is not None else 0
+        rows = ranked.iloc[start:start + limit]
+        more = start + limit < len(ranked)
+        last = rows.iloc[-1] if more and len(rows) else None
+        key = None if last is None else RankKey(int(last["tier"]), float(last["effective_priority"]),
+                                                float(last["deadline_s"]), str(last["case_id"]))
+        return self._page_rows(rows.to_dict("records"), now), key
+
+    def _page_rows(self, top: list[dict], now: datetime) -> list[dict]:
+        """The queue's view of these ranked cases, read in three queries for the whole page."""
         case_ids = [r["case_id"] for r in top]
         with reading(self.engine) as conn:
             # three queries for the whole page rather than three per case
@@ -600,6 +655,18 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _first_after(ranked: pd.DataFrame, key: RankKey) -> int:
+    """The position of the first ranked case that ranks after `key` (len(ranked) when none does): the ranking is
+    sorted by (-tier, -effective priority, deadline, case id), so those cases are a suffix of it."""
+    tier, eff, deadline = (ranked[c].to_numpy() for c in ("tier", "effective_priority", "deadline_s"))
+    before = ((tier > key.tier) | ((tier == key.tier) & (eff > key.effective_priority))
+              | ((tier == key.tier) & (eff == key.effective_priority) & (deadline < key.deadline_s)))
+    tied = np.flatnonzero((tier == key.tier) & (eff == key.effective_priority) & (deadline == key.deadline_s))
+    at = int(np.count_nonzero(before))
+    ids = ranked["case_id"].to_numpy()
+    return at + sum(1 for i in tied if ids[i] <= key.case_id)
+
+
 RankColumns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -635,6 +702,13 @@ def _copy_columns(conn, q) -> RankColumns:
     opened_us = np.round(frame["opened"].to_numpy() * 1e6).astype(np.int64)
     return (frame["case_id"].to_numpy(dtype=object), frame["tier"].to_numpy(), frame["base"].to_numpy(),
             opened_us / 1e6, frame["goal"].to_numpy())
+
+
+def _plain(value: Any) -> Any:
+    """A request frame's value as the store gives it back: NaN as None, a Timestamp as a datetime."""
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
 
 
 def _holder(row: dict, now: datetime) -> str | None:

@@ -54,7 +54,7 @@ def test_ranked_reads_the_same_cases_and_priorities_as_a_plain_query(engine, fam
 
 def test_ranked_on_an_empty_store_is_an_empty_frame(engine):
     ranked = Queue(engine, load_queue_policy(), ledger=None).ranked(NOW)
-    assert ranked.empty and list(ranked.columns) == ["case_id", "tier", "effective_priority"]
+    assert ranked.empty and list(ranked.columns) == ["case_id", "tier", "effective_priority", "deadline_s"]
 
 
 def test_one_case_with_a_million_character_id_keeps_ranking_small_and_in_order(engine):
@@ -100,3 +100,34 @@ def test_ties_are_broken_by_case_id_in_code_point_order_as_before():
     zeros = np.zeros(len(ids))
     want = order_cases(np.asarray(ids, dtype=str), zeros, zeros, zeros)
     assert order_cases(id_ranks(np.asarray(ids, dtype=object)), zeros, zeros, zeros).tolist() == want.tolist()
+
+
+def test_pages_of_the_queue_follow_each_other_in_rank_order_to_the_last(engine):
+    """Issue 15, defect 7: GET /queue pages by the last case's rank key; the pages of an unchanged queue are
+    the ranking, each case once, and the last page has no key."""
+    from serving.queue.cases import RankKey
+
+    fill_cases(engine, 230, seed=4, now=NOW)
+    queue = Queue(engine, load_queue_policy(), ledger=None)
+    want = queue.ranked(NOW)["case_id"].tolist()
+    seen, after = [], None
+    while True:
+        items, after = queue.page(NOW, 50, after=after)
+        seen += [c["case_id"] for c in items]
+        if after is None:
+            break
+        assert isinstance(after, RankKey) and after.case_id == seen[-1]
+    assert seen == want and len(items) == 30
+
+
+def test_a_page_continues_after_its_key_though_cases_above_it_were_claimed(engine):
+    fill_cases(engine, 120, seed=6, now=NOW)
+    queue = Queue(engine, load_queue_policy(), ledger=None)
+    want = queue.ranked(NOW)["case_id"].tolist()
+    first, after = queue.page(NOW, 40)
+    c = T.cases.c
+    with writing(engine) as conn:  # the first page's cases are taken meanwhile: an offset would skip 40
+        conn.execute(update(T.cases).where(c.case_id.in_([x["case_id"] for x in first]))
+                     .values(status="claimed", claimed_by="x", claim_expires_at=NOW + timedelta(minutes=5)))
+    second, _ = queue.page(NOW, 40, after=after)
+    assert [x["case_id"] for x in second] == want[40:80]
