@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import io
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,8 @@ REPORT_COLUMNS = ("report_id", "created_at", "reporter_id", "reporter_type", "ch
 
 
 IN_CHUNK = 5_000  # ids per IN (...) list, well inside SQLite's limit on bound parameters
+BASE_SLACK = 1e-6  # effective priorities are rounded to 6 decimals: bounds on base priority keep this margin
+PROBE_MAX = 20_000  # the most cases a page's first probe reads before ranking them all instead
 
 
 class CaseStateError(ValueError):
@@ -239,26 +242,81 @@ class Queue:
         """
         c = T.cases.c
         open_now = or_(c.status == "open", and_(c.status == "claimed", c.claim_expires_at <= now))
-        postgres = self.engine.dialect.name == "postgresql"
+        return self._rank([self._rank_query(family, category).where(open_now)], now)
+
+    def _rank_query(self, family: str | None, category: str | None):
+        """The five ranking columns of the cases, optionally filtered by family and category."""
+        c = T.cases.c
         # opened_at without the UTCDateTime wrapper, converted below in one step: on SQLite the stored
         # ISO text; on PostgreSQL seconds since the epoch as a double (psycopg building 100k aware
         # datetimes and pandas converting them one by one took two thirds of a re-rank). date_part, not
         # EXTRACT: EXTRACT returns numeric, whose arithmetic cost the server a third of a re-rank; a double
         # holds today's epoch microseconds exactly (< 2^53), so rounding recovers them.
+        postgres = self.engine.dialect.name == "postgresql"
         opened_at = func.date_part("epoch", c.opened_at) if postgres else type_coerce(c.opened_at, String)
-        q = select(c.case_id, c.tier, c.base_priority, opened_at, c.goal_hours).where(open_now)
+        q = select(c.case_id, c.tier, c.base_priority, opened_at, c.goal_hours)
         if family:
             q = q.where(c.family == family)
         if category:
             q = q.where(c.category == category)
+        return q
+
+    def _rank(self, queries: list, now: datetime) -> pd.DataFrame:
+        """The cases these queries select (_rank_query's columns, in one read transaction), ranked at `now`."""
+        postgres = self.engine.dialect.name == "postgresql"
         with _gc_paused():
             with reading(self.engine) as conn:
-                ids, tier, base, opened_s, goal = _copy_columns(conn, q) if postgres else _fetch_columns(conn, q)
+                parts = [_copy_columns(conn, q) if postgres else _fetch_columns(conn, q) for q in queries]
+        ids, tier, base, opened_s, goal = (parts[0] if len(parts) == 1 else
+                                           tuple(np.concatenate(cols) for cols in zip(*parts)))
         if not len(ids):
             return pd.DataFrame({"case_id": [], "tier": [], "effective_priority": [], "deadline_s": []})
         order, eff = rank_cases(ids, tier, base, opened_s, goal, _seconds(now), self.qp)
         return pd.DataFrame({"case_id": ids[order], "tier": tier[order], "effective_priority": eff[order],
                              "deadline_s": (opened_s + goal * 3600.0)[order]})
+
+    def _ranked_top(self, now: datetime, n: int, family: str | None, category: str | None,
+                    after: RankKey | None) -> pd.DataFrame:
+        """The first n cases of `ranked` after `after`, without reading and ranking every open case.
+
+        A case's effective priority lies between its base priority and base + the aging cap. So: rank the
+        open cases with the best base priorities (tier first; read in index order, ix_cases_rank) until n of
+        them rank after `after`; the n-th of those, (t, e), bounds the answer, since every case of the true
+        first n ranks at least as well. A case can only do so with a higher tier or the same tier and a base
+        priority of at least e - cap: reading those (a few thousand of 100,000 open cases) and ranking them
+        gives exactly the rows `ranked` would, at a fraction of the cost (GET /queue at 100,000 open cases,
+        issue 15's target). Claims past their time-out are few and always read. Without an aging cap nothing
+        bounds a case's priority: everything is ranked.
+        """
+        if math.isinf(self.qp.aging_cap_points):
+            ranked = self.ranked(now, family, category)
+            return ranked.iloc[_first_after(ranked, after) if after else 0:][:n]
+        c = T.cases.c
+        q = self._rank_query(family, category)
+        if after is not None:  # cases of a higher tier, or a base priority above the key's, rank before it
+            q = q.where(or_(c.tier < after.tier,
+                            and_(c.tier == after.tier, c.base_priority <= after.effective_priority + BASE_SLACK)))
+        open_ = q.where(c.status == "open")
+        expired = q.where(c.status == "claimed", c.claim_expires_at <= now)
+        fetch = max(4 * n, 200)
+        while True:
+            top_open = open_.order_by(c.tier.desc(), c.base_priority.desc()).limit(fetch)
+            probe = self._rank([top_open, expired], now)
+            read_all = len(probe) < fetch  # fewer open cases than asked for: the probe read them all
+            probe = probe.iloc[_first_after(probe, after) if after else 0:]
+            if read_all:
+                return probe[:n]
+            if len(probe) >= n:
+                break
+            if fetch >= PROBE_MAX:  # a cursor deep in a huge queue: rank it all
+                ranked = self._rank([open_, expired], now)
+                return ranked.iloc[_first_after(ranked, after) if after else 0:][:n]
+            fetch *= 4
+        bound = probe.iloc[n - 1]
+        floor = float(bound["effective_priority"]) - self.qp.aging_cap_points - BASE_SLACK
+        reach = or_(c.tier > int(bound["tier"]), and_(c.tier == int(bound["tier"]), c.base_priority >= floor))
+        candidates = self._rank([open_.where(reach), expired], now)
+        return candidates.iloc[_first_after(candidates, after) if after else 0:][:n]
 
     def queue(self, now: datetime, limit: int = 50, family: str | None = None, category: str | None = None) -> list[dict]:
         """Open cases in priority order, with scores, top reasons, deadline and the time left."""
@@ -275,10 +333,8 @@ class Queue:
         the top again; one that fell behind it may show twice. Paging by key rather than by offset keeps a
         case from being skipped because cases above it were claimed meanwhile.
         """
-        ranked = self.ranked(now, family, category)
-        start = _first_after(ranked, after) if after is not None else 0
-        rows = ranked.iloc[start:start + limit]
-        more = start + limit < len(ranked)
+        top = self._ranked_top(now, limit + 1, family, category, after)  # one more says whether more follow
+        rows, more = top.iloc[:limit], len(top) > limit
         last = rows.iloc[-1] if more and len(rows) else None
         key = None if last is None else RankKey(int(last["tier"]), float(last["effective_priority"]),
                                                 float(last["deadline_s"]), str(last["case_id"]))

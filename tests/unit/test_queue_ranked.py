@@ -131,3 +131,18 @@ def test_a_page_continues_after_its_key_though_cases_above_it_were_claimed(engin
                      .values(status="claimed", claimed_by="x", claim_expires_at=NOW + timedelta(minutes=5)))
     second, _ = queue.page(NOW, 40, after=after)
     assert [x["case_id"] for x in second] == want[40:80]
+
+
+@pytest.mark.parametrize("limit", [1, 7, 50])
+def test_every_page_is_exactly_the_ranking_read_in_full(engine, limit):
+    """Queue.page reads only the cases that can reach the page (bounded by the aging cap); it must give the
+    same cases, in the same order, as ranking every open case, for the first page and the pages after it."""
+    fill_cases(engine, 3_000, seed=9, now=NOW)
+    queue = Queue(engine, load_queue_policy(), ledger=None)
+    for family in (None, "fraud"):
+        want = queue.ranked(NOW, family=family)["case_id"].tolist()
+        seen, after = [], None
+        for _ in range(4):
+            items, after = queue.page(NOW, limit, family=family, after=after)
+            seen += [c["case_id"] for c in items]
+        assert seen == want[:len(seen)] and len(seen) == min(4 * limit, len(want))
