@@ -17,7 +17,8 @@ from benchmarks.config import BenchConfig
 from benchmarks.machine import PROBE_REPEATS, machine
 
 SUITES: dict[str, str] = {"offline": "benchmarks.offline", "online": "benchmarks.online",
-                          "queue": "benchmarks.queue_bench", "live": "benchmarks.live_bench"}
+                          "queue": "benchmarks.queue_bench", "live": "benchmarks.live_bench",
+                          "soak": "benchmarks.soak_bench"}
 # Columns first in each markdown table when a suite has them; the rest follow in the order they appear.
 LEADING = ("case", "size", "concurrency", "wall_s", "cpu_s", "rows_per_s", "peak_rss_mb", "time_growth", "rss_ratio",
            "target", "pass")
