@@ -2,6 +2,7 @@
 in the Next-Cursor header, none on the last page; limits and bad cursors answered with a 422."""
 from __future__ import annotations
 
+import time
 import uuid
 
 from conftest import as_request, client, every_page
@@ -23,15 +24,27 @@ def test_the_audit_trail_comes_in_pages_that_follow_each_other(api, service, tab
     assert "Next-Cursor" not in last.headers
 
 
-def test_queue_pages_follow_each_other_in_rank_order(api, service, keys):
+def test_queue_pages_follow_each_other_in_rank_order(api, service, keys, tables):
+    """The order itself is checked at a fixed time in tests/unit/test_queue_ranked.py; here the pages over HTTP,
+    each ranked at its request's own time: none shows a case twice, and they cover the queue (a case that
+    aging lifts past a cursor between two requests is skipped: a few at most)."""
+    reports = [dict(r, report_id=f"pq-{uuid.uuid4().hex[:6]}-{r['report_id']}")
+               for r in as_request(tables["reports"].tail(30))]
+    assert api.post(f"{service}/reports", json={"reports": reports}).status_code == 200
     investigator = client(keys["investigator"])
-    whole = investigator.get(f"{service}/queue", params={"limit": 1000}).json()
-    paged = every_page(investigator, f"{service}/queue", limit=7)
-    n = min(len(whole), len(paged), 60)  # the sweep may re-rank between pages: compare the stable top
-    assert n > 7
-    assert len({c["case_id"] for c in paged}) == len(paged)
+    deadline = time.monotonic() + 180
+    # A fresh service rescores the reports it scored by the rules while its models loaded: base priorities
+    # then change, which may show a case on two pages. Page once that is over (then only aging moves cases,
+    # and aging only raises a case's priority: a case shown is never behind a later page's cursor).
+    while any(c["scored_by"] == "rules" for c in every_page(investigator, f"{service}/queue", limit=1000)):
+        assert time.monotonic() < deadline, "the sweep did not rescore the rules-scored reports"
+        time.sleep(2)
     first = investigator.get(f"{service}/queue", params={"limit": 7})
-    assert [c["case_id"] for c in first.json()] == [c["case_id"] for c in paged[:7]]
+    assert first.status_code == 200 and len(first.json()) == 7 and "Next-Cursor" in first.headers
+    paged = every_page(investigator, f"{service}/queue", limit=7)
+    whole = investigator.get(f"{service}/queue", params={"limit": 1000}).json()
+    assert len({c["case_id"] for c in paged}) == len(paged)  # none twice
+    assert len(paged) >= len(whole) - 3 and len(whole) >= 30
 
 
 def test_bad_cursors_and_limits_are_422_naming_the_field(api, service):
