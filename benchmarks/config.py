@@ -23,6 +23,7 @@ class BenchConfig:
     requests, duration_s: bounds for the online suite (stop at whichever comes first per case).
     concurrency: client concurrency levels for the online suite.
     scale_reports: reports in the store the live suite starts a worker on (full 1M; tiny 20,000).
+    soak_s: how long the soak suite's mixed traffic runs (issue 15: 30 minutes; tiny: 20 s).
     """
 
     sizes: tuple[int, ...] = FULL_SIZES
@@ -34,12 +35,13 @@ class BenchConfig:
     duration_s: float = 30.0
     concurrency: tuple[int, ...] = (1, 8, 32)
     scale_reports: int = 1_000_000
+    soak_s: float = 1_800.0
 
     @classmethod
     def make(cls, tiny: bool = False, **overrides) -> BenchConfig:
         """The full-size config, or the tiny one (small sizes, few requests, low concurrency)."""
         if tiny:
             base = dict(sizes=TINY_SIZES, tiny=True, requests=50, duration_s=5.0, concurrency=(1, 4),
-                        scale_reports=20_000)
+                        scale_reports=20_000, soak_s=20.0)
             return cls(**{**base, **overrides})
         return cls(**overrides)

@@ -57,7 +57,9 @@ def run(config) -> list[dict]:
         with store_url(config, work, store, "rerank") as url:
             rows += rerank(url, store, RERANK_CASES_TINY if config.tiny else RERANK_CASES, config.seed,
                            WARM_RUNS_TINY if config.tiny else WARM_RUNS)
-    rows += intake(config, work)
+    inputs = intake_inputs(config, work)
+    rows += intake(config, work, inputs)
+    rows += queue_load(config, work, inputs)
     return rows
 
 
@@ -105,12 +107,13 @@ def _row(case: str, store: str, n: int, **figures: Any) -> dict:
 # Re-rank
 
 
-def fill_cases(engine, n_open: int, seed: int, now: datetime) -> int:
+def fill_cases(engine, n_open: int, seed: int, now: datetime, id_length: int | None = None) -> int:
     """Bulk-insert n_open open cases and n_open // 5 closed ones, each with its report, score and case link.
 
     Categories follow a skewed mix, opened_at spreads over the last 30 days (so some cases
     are inside their goal, most are past it), base priorities are 0-100, and about one case
-    in 500 is an alert case (tier above). Returns the number of rows in `cases`.
+    in 500 is an alert case (tier above). Report ids are "bench-<number>", padded with "x" to
+    `id_length` characters when given (the longest ids the API takes). Returns the number of rows in `cases`.
     """
     rng = np.random.default_rng(seed)
     qp = load_queue_policy()
@@ -130,6 +133,8 @@ def fill_cases(engine, n_open: int, seed: int, now: datetime) -> int:
             reports, scores, cases, links = [], [], [], []
             for i in idx:
                 rid = f"bench-{i:07d}"
+                if id_length:
+                    rid = f"{rid}-".ljust(id_length, "x")
                 cat = str(category[i])
                 opened = datetime.fromtimestamp(float(opened_s[i]), UTC)
                 goal = qp.goals_hours[cat]
@@ -224,9 +229,10 @@ def rerank(url: str, store: str, n_open: int, seed: int, runs: int) -> list[dict
 # Intake
 
 
-def intake(config, work: Path) -> list[dict]:
-    """Simulate data, train models, then per store start the service and post reports at batch sizes 1 and 100."""
-    data_dir, mlflow_uri, requests = intake_inputs(config, work)
+def intake(config, work: Path, inputs: tuple[Path, str, list[dict]] | None = None) -> list[dict]:
+    """Simulate data, train models (or take `inputs` from intake_inputs), then per store start the service and
+    post reports at batch sizes 1 and 100."""
+    data_dir, mlflow_uri, requests = inputs or intake_inputs(config, work)
     rows: list[dict] = []
     for store in stores(config):
         with store_url(config, work, store, "intake") as url:
@@ -379,3 +385,76 @@ def _counts(values) -> dict[str, int]:
     for v in values:
         out[v] = out.get(v, 0) + 1
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# GET /queue under load
+
+
+QUEUE_LOAD_CASES, QUEUE_LOAD_CASES_TINY = 100_000, 2_000
+QUEUE_LOAD_CLIENTS = 8
+QUEUE_LOAD_REQUESTS, QUEUE_LOAD_REQUESTS_TINY = 50, 5  # per client
+QUEUE_ID_LENGTHS = (None, 128)  # ordinary ids, and the longest the API takes (issue 15: "whatever the ids' lengths")
+QUEUE_P99_TARGET_MS = 100.0
+
+
+def queue_load(config, work: Path, inputs: tuple[Path, str, list[dict]]) -> list[dict]:
+    """GET /queue?limit=50 from 8 concurrent clients against the real service over 100,000 open cases (tiny:
+    2,000), per store and id length: p50/p99 latency, the server's CPU per request, the load average."""
+    data_dir, mlflow_uri, _ = inputs
+    n = QUEUE_LOAD_CASES_TINY if config.tiny else QUEUE_LOAD_CASES
+    per_client = QUEUE_LOAD_REQUESTS_TINY if config.tiny else QUEUE_LOAD_REQUESTS
+    rows = []
+    for store in stores(config):
+        for id_length in QUEUE_ID_LENGTHS:
+            with store_url(config, work, store, "queueload") as url:
+                rows.append(_queue_load_store(url, store, n, id_length, per_client, data_dir, mlflow_uri, work,
+                                              config))
+    return rows
+
+
+def _queue_load_store(url: str, store: str, n: int, id_length: int | None, per_client: int, data_dir: Path,
+                      mlflow_uri: str, work: Path, config) -> dict:
+    import httpx
+
+    from serving.api.auth import create_key
+
+    engine = make_engine(url)
+    migrate(engine)
+    fill_cases(engine, n, config.seed, datetime.now(UTC), id_length=id_length)
+    key = create_key(engine, "investigator", actor="bench", now=datetime.now(UTC))
+    engine.dispose()
+    env = service_env(url, data_dir, mlflow_uri, work)
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    def client(_: int) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
+            for _ in range(per_client):
+                t0 = time.perf_counter()
+                try:
+                    res = http.get(f"{base}/queue", params={"limit": 50})
+                    latencies.append(time.perf_counter() - t0)
+                    if res.status_code != 200 or len(res.json()) != 50:
+                        errors.append(f"{res.status_code}: {res.text[:200]}")
+                except httpx.HTTPError as err:
+                    errors.append(f"{type(err).__name__}: {err}")
+
+    with serve_docket(env, work, f"service-queueload-{store}.log") as (base, pid):
+        with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
+            http.get(f"{base}/queue", params={"limit": 50}).raise_for_status()  # warm: first read, caches
+        t0, cpu0 = time.perf_counter(), tree_cpu_s(pid)
+        with ThreadPoolExecutor(QUEUE_LOAD_CLIENTS) as pool:
+            list(pool.map(client, range(QUEUE_LOAD_CLIENTS)))
+        wall, server_cpu = time.perf_counter() - t0, tree_cpu_s(pid) - cpu0
+    lat = np.asarray(latencies) if latencies else np.zeros(1)
+    p99 = _ms(float(np.percentile(lat, 99)))
+    requests = QUEUE_LOAD_CLIENTS * per_client
+    return _row("http_queue_load" + (f"_id{id_length}" if id_length else ""), store, n,
+                clients=QUEUE_LOAD_CLIENTS, requests=requests, id_length=id_length or len("bench-0000000"),
+                p50_ms=_ms(float(np.percentile(lat, 50))), p99_ms=p99, max_ms=_ms(float(lat.max())),
+                requests_per_s=round(requests / wall, 1), errors=len(errors),
+                first_error=errors[0] if errors else None,
+                server_cpu_ms_per_request=round(1000 * server_cpu / requests, 1),
+                target=f"p99 < {QUEUE_P99_TARGET_MS:.0f} ms at {QUEUE_LOAD_CLIENTS} clients, 100,000 open cases",
+                **{"pass": None if config.tiny else (p99 < QUEUE_P99_TARGET_MS and not errors)})

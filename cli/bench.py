@@ -25,8 +25,10 @@ def bench(
     tiny: bool = typer.Option(False, "--tiny", help="Seconds-long run on tiny sizes that only proves the benchmarks work."),
     sizes: str | None = typer.Option(None, "--sizes", help="Offline suite sizes in reports, comma-separated "
                                                           "[default: 100000,1000000; with --tiny 2000,4000]."),
-    suites: str = typer.Option("offline,online,queue,live,console", "--suites",
-                               help="Comma-separated: offline, online, queue, live, console."),
+    suites: str = typer.Option("offline,online,queue,live,console,soak", "--suites",
+                               help="Comma-separated: offline, online, queue, live, console, soak."),
+    soak_seconds: float | None = typer.Option(None, "--soak-seconds", min=1,
+                                              help="How long the soak suite runs [default: 1800; with --tiny 20]."),
     out_dir: Path = typer.Option(Path("benchmarks"), "--out", help="Folder for results.json and results.md."),
     work_dir: Path | None = typer.Option(None, "--work", help="Scratch folder for simulated data, models and stores "
                                                               "[default: a folder under the system temp dir]."),
@@ -43,7 +45,8 @@ def bench(
         unknown = [s for s in names if s not in SUITES]
         if unknown or not names:
             raise CliError(f"unknown suite(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(SUITES)}")
-        overrides = {k: v for k, v in (("sizes", _sizes(sizes)), ("work_dir", work_dir)) if v is not None}
+        overrides = {k: v for k, v in (("sizes", _sizes(sizes)), ("work_dir", work_dir), ("soak_s", soak_seconds))
+                     if v is not None}
         config = BenchConfig.make(tiny=tiny, **overrides)
         with steps("bench", step_names(config, names)) as advance:
             rows = run_suites(config, out_dir, names, on_step=advance)

@@ -187,6 +187,18 @@ def client(key: str | None) -> httpx.Client:
     return httpx.Client(headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=120)
 
 
+def every_page(http: httpx.Client, url: str, **params) -> list:
+    """Every item of a paged GET (/queue, /audit), following the Next-Cursor header to the last page."""
+    items: list = []
+    while True:
+        res = http.get(url, params=params)
+        res.raise_for_status()
+        items += res.json()
+        if "Next-Cursor" not in res.headers:
+            return items
+        params = {**params, "cursor": res.headers["Next-Cursor"]}
+
+
 @pytest.fixture(scope="session")
 def api(keys) -> httpx.Client:
     """An HTTP client holding the admin key."""

@@ -32,6 +32,7 @@ from serving.enforcement.ledger import LedgerError, NotFoundError
 from serving.input_checks import FieldError, RequestError
 from serving.market.timeline import account_timeline
 from serving.queue.cases import CaseStateError
+from serving.store.conflicts import ConflictError
 
 PREFIX = "/console"
 QUEUE_LIMIT = 100
@@ -58,6 +59,7 @@ FAILURES: tuple[tuple[type[Exception], int, str], ...] = (
     (NotFoundError, 404, "Not found"),
     (LedgerError, 422, "The ledger refused the change"),
     (CaseStateError, 409, "The case cannot change that way"),
+    (ConflictError, 409, "Already recorded otherwise"),
     (NotReady, 503, "The service is still starting"),
     (Forbidden, 403, "Forbidden"),
 )
@@ -325,7 +327,7 @@ async def appeal(violation_id: str, request: Request, session: S.Session = Depen
     if errors:
         raise RequestError(errors)
     view = await run_in_threadpool(lambda: svc.ledger.appeal(violation_id, outcome, actor=session.actor, why=why,
-                                                             at=now()))
+                                                             at=now(), at_stated=False))
     return _see(f"{PREFIX}/accounts/{_quote(view['account_id'])}")
 
 

@@ -16,8 +16,8 @@ from serving.api.asgi import BodyTooLarge
 from serving.api.strict_json import BadJson, UnsupportedMedia
 from serving.enforcement.ledger import LedgerError, NotFoundError
 from serving.input_checks import FieldError, RequestError
-from serving.market.event_store import ConflictError
 from serving.queue.cases import CaseStateError
+from serving.store.conflicts import ConflictError
 
 log = logging.getLogger("docket.api")
 

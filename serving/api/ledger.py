@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 
 from features.contract import ID_MAX
 from policy.penalty import APPEALS, decide
+from serving.api import paging
 from serving.api.penalty_bodies import PENALTY_FIELDS, _Fields, parse_account, parse_penalty_request, parse_violation
 from serving.api.routing import OBJECT_BODY_BYTES, actor_of, json_body, json_payload, now, service
 from serving.input_checks import FieldError, RequestError
@@ -36,7 +37,8 @@ def record_violation(request: Request, body: Any = Depends(json_payload()), ledg
     """Record a confirmed violation: runs the mapper on the stored record; idempotent by violation_id."""
     f, errors = _body(body)
     violation_id, actor = f.text("violation_id"), actor_of(request, f.text("actor", required=False))
-    as_of = f.time("as_of", required=False) or now()
+    stated = f.time("as_of", required=False)
+    as_of = stated or now()
     account = parse_account(f.obj.get("account"), errors)
     violation = parse_violation(f.obj.get("violation"), as_of, errors)
     source = f.text("source_report_id", required=False)
@@ -48,20 +50,22 @@ def record_violation(request: Request, body: Any = Depends(json_payload()), ledg
     if errors:
         raise RequestError(errors)
     recorded = ledger.record_violation(violation_id, account, violation, actor=actor, as_of=as_of,
-                                       source_report_id=source, model_versions=versions)
+                                       source_report_id=source, model_versions=versions,
+                                       as_of_stated=stated is not None)
     return JSONResponse({"violation_id": violation_id, "created": recorded.created,
                          "decision": recorded.decision.to_dict()}, status_code=201 if recorded.created else 200)
 
 
 @router.post("/violations/{violation_id}/appeal")
 def appeal(violation_id: str, request: Request, body: Any = Depends(json_payload()), ledger=Depends(ledger)) -> dict:
-    """Record an appeal outcome; an overturned violation stops counting and its penalties lift."""
+    """Record the violation's one appeal; an overturned violation stops counting and its penalties lift. A second
+    appeal is a 409 naming the first; the same appeal sent again answers 200 and records nothing."""
     f, errors = _body(body)
     outcome, actor, why = f.choice("outcome", APPEALS), actor_of(request, f.text("actor", required=False)), f.text("why")
-    at = f.time("at", required=False) or now()
+    stated = f.time("at", required=False)
     if errors:
         raise RequestError(errors)
-    return ledger.appeal(violation_id, outcome, actor=actor, why=why, at=at)
+    return ledger.appeal(violation_id, outcome, actor=actor, why=why, at=stated or now(), at_stated=stated is not None)
 
 
 @router.post("/violations/{violation_id}/remedial")
@@ -90,10 +94,22 @@ def timeline(account_id: str, limit: int = Query(LIMIT, ge=1, le=500), svc=Depen
     return account_timeline(svc.engine, svc.ledger, account_id, now(), limit)
 
 
+AUDIT_LIMIT, AUDIT_MAX_LIMIT = 1000, 5000  # events per page of GET /audit: by default, at most
+
+
 @router.get("/audit")
-def audit(entity_id: str | None = None, ledger=Depends(ledger)) -> list[dict]:
-    """Append-only audit events, oldest first (optionally for one entity)."""
-    return ledger.audit_events(entity_id)
+def audit(entity_id: str | None = None, limit: int = Query(AUDIT_LIMIT, ge=1, le=AUDIT_MAX_LIMIT),
+          cursor: str | None = None, ledger=Depends(ledger)) -> JSONResponse:
+    """Append-only audit events, oldest first (optionally for one entity), a page of `limit`; the next page
+    after the `Next-Cursor` header's cursor (the last event id seen: the trail only grows, ids only increase).
+    All 10,964 events of a busy day in one answer were 10 MB and 1.1-1.7 s (issue 15, defect 7)."""
+    after = paging.decode(cursor, "audit").get("after") if cursor is not None else None
+    if after is not None and not isinstance(after, int):
+        raise RequestError([FieldError("cursor", "not a cursor this route gave out")])
+    events = ledger.audit_events(entity_id, after=after, limit=limit + 1)  # one more says whether more follow
+    more = len(events) > limit
+    events = events[:limit]
+    return paging.paged(events, paging.encode("audit", {"after": events[-1]["id"]}) if more else None)
 
 
 @router.post("/penalty")

@@ -10,10 +10,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from features import vocabulary as V
-from serving.api import metrics
+from serving.api import metrics, paging
 from serving.api.routing import BATCH_BODY_BYTES, actor_of, history_of, json_payload, now, service
 from serving.api.penalty_bodies import _Fields
 from serving.input_checks import FieldError, RequestError
+from serving.queue.cases import RankKey
 
 
 router = APIRouter()
@@ -21,21 +22,41 @@ router = APIRouter()
 
 @router.post("/reports")
 def intake(request: Request, body: Any = Depends(json_payload(BATCH_BODY_BYTES)), svc=Depends(service)):
-    """Accept reports: each stored exactly once (by report_id) and scored before this answers."""
+    """Accept reports: each stored exactly once (by report_id) and scored before this answers; a known id with
+    other content is a 409 naming the fields (nothing of the batch stored), an exact resend only named."""
     history = history_of(svc)
     if not isinstance(body, dict):
         raise RequestError([FieldError("body", "expected a JSON object {\"reports\": [...]}")])
     runtime = svc.runtime
     return metrics.counted_intake(svc.triage.intake(body.get("reports"), history, runtime.scorer if runtime else None,
-                                                    actor=actor_of(request), now=now()))
+                                                    actor=actor_of(request), now=now(), refuse_other_content=True))
+
+
+QUEUE_LIMIT, QUEUE_MAX_LIMIT = 50, 1000  # cases per page of GET /queue: by default, at most
 
 
 @router.get("/queue")
-def ranked_queue(limit: int = Query(50, ge=1, le=1000), family: str | None = None, category: str | None = None,
-                 svc=Depends(service)):
-    """Open cases in priority order (alerts first), with scores, reasons, deadline and time left."""
+def ranked_queue(limit: int = Query(QUEUE_LIMIT, ge=1, le=QUEUE_MAX_LIMIT), cursor: str | None = None,
+                 family: str | None = None, category: str | None = None, svc=Depends(service)):
+    """Open cases in priority order (alerts first), with scores, reasons, deadline and time left; a page of
+    `limit`, the next one after the `Next-Cursor` header's cursor (Queue.page says what "after" means)."""
     check_filters(family, category)
-    return svc.queue.queue(now(), limit, family, category)
+    after = _rank_key(paging.decode(cursor, "queue")) if cursor is not None else None
+    items, last = svc.queue.page(now(), limit, family, category, after)
+    return paging.paged(items, paging.encode("queue", asdict(last)) if last else None)
+
+
+def _rank_key(position: dict) -> RankKey:
+    """The rank key a queue cursor carries (422 naming `cursor` when it is not one)."""
+    try:
+        key = RankKey(**position)
+        ok = (isinstance(key.tier, int) and isinstance(key.case_id, str)
+              and all(isinstance(v, (int, float)) for v in (key.effective_priority, key.deadline_s)))
+    except TypeError:
+        ok = False
+    if not ok:
+        raise RequestError([FieldError("cursor", "not a cursor this route gave out")])
+    return key
 
 
 def check_filters(family: str | None, category: str | None) -> None:

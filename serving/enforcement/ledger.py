@@ -40,7 +40,9 @@ from serving.enforcement.account_record import (
     past_from_json,
     past_to_json,
 )
+from serving.input_checks import FieldError
 from serving.store import tables as T
+from serving.store.conflicts import ConflictError
 from serving.store.db import (
     StoreError,
     append_audit,
@@ -77,30 +79,37 @@ class Ledger:
 
     def record_violation(self, violation_id: str, account: Account, violation: Violation, *, actor: str,
                          as_of: datetime, source_report_id: str | None = None,
-                         model_versions: dict[str, str] | None = None) -> Recorded:
+                         model_versions: dict[str, str] | None = None, as_of_stated: bool = True) -> Recorded:
         """Decide on a confirmed violation from the account's stored record and store it; idempotent by id.
 
         A retry with the same id and content records nothing and returns the stored
-        decision (created=False); the same id with other content is a LedgerError.
+        decision (created=False); the same id with other content is a ConflictError (409)
+        naming each field that differs. Content is what was recorded: the account and its
+        role, family, category, severity, occurred_at, as_of (the recording time the decision
+        was taken at), source_report_id and model_versions; not the actor, so a retry by
+        another worker or key is still a retry. `as_of_stated=False` says the caller let
+        as_of default to its own clock, which a retry cannot repeat: it is then not compared.
         """
         _check_new(violation_id, account, violation, as_of)
+        sent = _content(account, violation, as_of if as_of_stated else None, source_report_id, model_versions)
         try:
             with writing(self.engine) as conn:
                 return self._record(conn, violation_id, account, violation, actor, as_of,
-                                    source_report_id, model_versions)
+                                    source_report_id, model_versions, sent)
         except IntegrityError as err:  # the same id stored meanwhile under another account's lock
             with reading(self.engine) as conn:
                 stored = load_violation(conn, violation_id)
             if stored is None:
                 raise StoreError(f"recording violation {violation_id} failed: {err.orig}") from err
-            return _retried(stored, account, violation)
+            return _retried(stored, sent)
 
     def _record(self, conn: Connection, violation_id: str, account: Account, violation: Violation, actor: str,
-                as_of: datetime, source_report_id: str | None, model_versions: dict[str, str] | None) -> Recorded:
+                as_of: datetime, source_report_id: str | None, model_versions: dict[str, str] | None,
+                sent: dict[str, Any]) -> Recorded:
         role = _lock_account(conn, account, as_of)
         stored = load_violation(conn, violation_id)
         if stored is not None:
-            return _retried(stored, account, violation)
+            return _retried(stored, sent)
         if role != account.role:
             raise LedgerError(f"account {account.account_id} is recorded as a {role}, not a {account.role}")
         _, others = load_account(conn, account.account_id)
@@ -121,17 +130,34 @@ class Ledger:
 
     # -- later events --------------------------------------------------------
 
-    def appeal(self, violation_id: str, outcome: str, *, actor: str, why: str | None, at: datetime) -> dict:
-        """Append an appeal outcome (the latest wins); returns the account's health view afterwards.
+    def appeal(self, violation_id: str, outcome: str, *, actor: str, why: str | None, at: datetime,
+               at_stated: bool = True) -> dict:
+        """Record the violation's one appeal; returns the account's health view afterwards.
 
         An overturned violation stops counting and its penalties lift from `at`; an
-        upheld one stays as it was.
+        upheld one stays as it was. One appeal per violation: a second is a ConflictError
+        (409) naming the first (outcome, when, who), since an appeal is a decision taken
+        once, not a vote the latest caller wins. An identical retry (same outcome, actor and
+        why; the same `at` when the caller stated it) records nothing and answers the view,
+        so a client may safely resend after a lost answer.
         """
         if outcome not in APPEALS:
             raise LedgerError(f"unknown appeal outcome {outcome!r} (allowed: {', '.join(APPEALS)})")
         _check_aware(at, "at")
         with writing(self.engine) as conn:
             stored = _locked_violation(conn, violation_id)
+            appeals = [e for e in stored.events if e.kind == "appeal"]
+            if appeals:  # the one in force (a store from before this rule may hold several: the latest counts)
+                first = appeals[-1]
+                sent = {"outcome": outcome, "actor": actor, "why": why, "at": at if at_stated else first.at}
+                kept = {"outcome": first.value, "actor": first.actor, "why": first.why, "at": first.at}
+                if sent == kept:
+                    return self._view(conn, stored.account_id, first.at)
+                raise ConflictError(
+                    [FieldError(name, f"the appeal has {_shown(kept[name])}, not {_shown(sent[name])}")
+                     for name in kept if sent[name] != kept[name]],
+                    f"conflict: violation {violation_id} was already appealed: {first.value} at "
+                    f"{first.at.isoformat()} by {first.actor} (one appeal per violation)")
             _check_not_before(at, stored, "appeal")
             _append_event(conn, violation_id, at=at, kind="appeal", value=outcome, actor=actor, why=why)
             append_audit(conn, at=at, actor=actor, action="violation.appealed", entity="violation",
@@ -149,9 +175,14 @@ class Ledger:
         with writing(self.engine) as conn:
             stored = _locked_violation(conn, violation_id)
             _check_not_before(completed_at, stored, "remedial step")
-            if stored.remedial_completed_at is not None:
-                raise LedgerError(f"violation {violation_id}: remedial step already completed at "
-                                  f"{stored.remedial_completed_at.isoformat()}")
+            done = stored.remedial_completed_at
+            if done == completed_at:  # a retry: recorded already, answer as the first time
+                return self._view(conn, stored.account_id, completed_at)
+            if done is not None:
+                raise ConflictError([FieldError("completed_at", f"the remedial step was already completed at "
+                                                                f"{done.isoformat()}, not {completed_at.isoformat()}")],
+                                    f"conflict: violation {violation_id}: remedial step already completed at "
+                                    f"{done.isoformat()}")
             first = stored.decisions[0]
             decision = decide(completed_at, Account(stored.account_id, stored.role),
                               _as_violation(stored, completed_at), [past_from_json(p) for p in first.history],
@@ -192,12 +223,19 @@ class Ledger:
         role, violations = found
         return health_view(Account(account_id, role), violations, as_of, self.policy)
 
-    def audit_events(self, entity_id: str | None = None) -> list[dict]:
-        """Audit events oldest first, optionally only those about one entity."""
+    def audit_events(self, entity_id: str | None = None, after: int | None = None,
+                     limit: int | None = None) -> list[dict]:
+        """Audit events oldest first, optionally only those about one entity, only those after event id `after`
+        and at most `limit` of them: the trail only grows and ids only increase, so paging by the last id seen
+        is stable (no event skipped or repeated, whatever is appended meanwhile)."""
         a = T.audit_events
         query = select(a).order_by(a.c.id)
         if entity_id is not None:
             query = query.where(a.c.entity_id == entity_id)
+        if after is not None:
+            query = query.where(a.c.id > after)
+        if limit is not None:
+            query = query.limit(limit)
         with reading(self.engine) as conn:
             return [{**row._asdict(), "at": row.at.isoformat()} for row in conn.execute(query)]
 
@@ -237,16 +275,36 @@ def _check_not_before(at: datetime, stored: StoredViolation, what: str) -> None:
                           f"{stored.violation_id} at {stored.recorded_at.isoformat()}")
 
 
-def _retried(stored: StoredViolation, account: Account, violation: Violation) -> Recorded:
-    """The stored outcome for a retry; a different violation under a reused id is refused."""
-    mine = (account.account_id, account.role, violation.family, violation.category, violation.severity,
-            violation.occurred_at)
-    theirs = (stored.account_id, stored.role, stored.family, stored.category, stored.severity, stored.occurred_at)
-    if mine != theirs:
-        raise LedgerError(f"violation {stored.violation_id} is already recorded with other content "
-                          f"(account {stored.account_id}, {stored.severity} {stored.category} at "
-                          f"{stored.occurred_at.isoformat()}); a retry must repeat the original")
+CONTENT = ("account_id", "role", "family", "category", "severity", "occurred_at", "as_of", "source_report_id",
+           "model_versions")  # what a retry of a violation must repeat (record_violation says why)
+
+
+def _content(account: Account, violation: Violation, as_of: datetime | None, source_report_id: str | None,
+             model_versions: dict[str, str] | None) -> dict[str, Any]:
+    """A violation's content as sent, by CONTENT's names; as_of None when it is not to be compared."""
+    return {"account_id": account.account_id, "role": account.role, "family": violation.family,
+            "category": violation.category, "severity": violation.severity, "occurred_at": violation.occurred_at,
+            "as_of": as_of, "source_report_id": source_report_id, "model_versions": model_versions or None}
+
+
+def _retried(stored: StoredViolation, sent: dict[str, Any]) -> Recorded:
+    """The stored outcome for a retry; a reused id with other content is a ConflictError naming the fields."""
+    kept = {"account_id": stored.account_id, "role": stored.role, "family": stored.family,
+            "category": stored.category, "severity": stored.severity, "occurred_at": stored.occurred_at,
+            "as_of": stored.recorded_at if sent["as_of"] is not None else None,
+            "source_report_id": stored.source_report_id, "model_versions": stored.model_versions or None}
+    differ = [name for name in CONTENT if sent[name] != kept[name]]
+    if differ:
+        raise ConflictError([FieldError(name, f"violation {stored.violation_id} is stored with "
+                                              f"{_shown(kept[name])}, not {_shown(sent[name])}") for name in differ],
+                            f"conflict: violation {stored.violation_id} is already recorded with other content; "
+                            "a retry must repeat the original")
     return Recorded(stored.violation_id, stored.decisions[0].decision, created=False)
+
+
+def _shown(value: Any) -> str:
+    """A stored or sent value in a conflict's message."""
+    return value.isoformat() if isinstance(value, datetime) else repr(value)
 
 
 # ---------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from serving.input_checks import FieldError
 from serving.market.events import FACT_FLAGS, ORDER_FACTS, Batch
 from serving.store import tables as T
 from serving.store.columns import SNAPSHOT, export_snapshot, read_frame
+from serving.store.conflicts import ConflictError
 from serving.store.db import (
     COPY_MIN_ROWS,
     append_audit,
@@ -64,17 +65,6 @@ IMPORT_CHUNK = 50_000  # rows per transaction (and per insert_rows call) in a bu
 IMPORT_LOOKUP = 5_000  # keys per IN (...) lookup in a bulk import
 KEY_LOOKUP = 20_000  # keys per lookup in missing_keys (SQLite allows 32,766 bound values)
 ENFORCEMENT_PART = min(COPY_MIN_ROWS - 1, 500)  # enforcements per record_enforcements call (see _record_in_parts)
-
-
-class ConflictError(ValueError):
-    """Known ids sent again with other content: nothing of the batch is stored (HTTP 409)."""
-
-    def __init__(self, conflicts: list[FieldError]):
-        self.conflicts = conflicts
-        super().__init__("; ".join(f"{c.field}: {c.message}" for c in conflicts))
-
-    def body(self) -> dict:
-        return {"error": "conflict: already stored with other content", "detail": [c.as_dict() for c in self.conflicts]}
 
 
 @dataclass(frozen=True)

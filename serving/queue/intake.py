@@ -21,6 +21,7 @@ from policy.queue import ALERT_LOOKBACK, QueuePolicy, rules_priority
 from policy.spikes import SpikeConfig, detect_spikes
 from serving.input_checks import FieldError, RequestError, cold_start, parse_reports
 from serving.queue.cases import Queue, Score
+from serving.store.conflicts import ConflictError
 from training.scoring import Scorer
 
 log = logging.getLogger("docket.triage")
@@ -33,13 +34,23 @@ class Triage:
     qp: QueuePolicy
     max_batch: int
 
-    def intake(self, payload: Any, history: History, scorer: Scorer | None, *, actor: str, now: datetime) -> dict:
-        """Validate, score (models or rules), store, then look for spikes among the subjects just reported."""
+    def intake(self, payload: Any, history: History, scorer: Scorer | None, *, actor: str, now: datetime,
+               refuse_other_content: bool = False) -> dict:
+        """Validate, score (models or rules), store, then look for spikes among the subjects just reported.
+
+        With `refuse_other_content` (the API's POST /reports), a known report id sent with other content is a
+        ConflictError (409) and nothing of the batch is stored; without it (the monitors, whose deterministic
+        ids name one finding however often it is found, and imports) the first stored wins, as before.
+        """
         payload, evidence = _split_evidence(payload)
         reports = parse_reports(payload, self.max_batch, history)
         future = (reports["created_at"] > pd.Timestamp(now + FUTURE_SLACK)).to_numpy().nonzero()[0]
         if len(future):
             raise RequestError([FieldError(f"reports[{i}].created_at", "is in the future") for i in future])
+        if refuse_other_content:
+            clashes = self.queue.conflicts(reports)
+            if clashes:
+                raise ConflictError(clashes)
         scores = self.score(reports, history, scorer)
         result = self.queue.intake(reports, scores, actor=actor, now=now, evidence=evidence)
         alerts = self.detect_spikes(reports["subject_id"].unique().tolist(), reports["created_at"].min(), history, now)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -189,6 +190,7 @@ cases = Table(
     Column("claim_expires_at", UTCDateTime, nullable=True),
     Column("version", Integer, nullable=False),
     Column("merged_into", String(160), nullable=True),
+    Index("ix_cases_rank", "status", "tier", "base_priority"),  # a queue page's bounded read (migration 0006)
 )
 
 case_reports = Table(

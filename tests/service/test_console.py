@@ -334,6 +334,8 @@ def test_an_admin_records_an_appeal_and_a_remedial_step_from_the_account_page(se
         assert done.status_code == 303 and unquote(done.headers["location"]) == unquote(link)
         after = b.get(link).text
         assert "<dd>overturned</dd>" in after
+        again = b.post(f"{path}/appeal", data={"csrf": csrf, "outcome": "upheld", "why": "second look"})
+        assert again.status_code == 409 and "was already appealed: overturned" in again.text  # one appeal
         too_early = b.post(f"{path}/remedial", data={"csrf": csrf, "completed_at": "2000-01-01T00:00", "why": "q"})
         assert too_early.status_code == 422 and "precedes" in too_early.text
         time.sleep(1.1)  # a whole second after the recording: the form's time has no fractions

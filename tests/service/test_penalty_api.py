@@ -1,6 +1,7 @@
 """POST /penalty (side-effect free) and the ledger routes, over HTTP against the running service."""
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -66,17 +67,21 @@ def test_invalid_penalty_requests_get_422_per_field(api, service, change, field,
     assert any(d["field"] == field and words in d["message"] for d in detail), detail
 
 
-def record(api, service, account_id, violation_id, category="spam", severity="low", occurred="2025-05-01T00:00:00Z",
-           as_of="2025-05-02T00:00:00Z", role="seller"):
+def record_body(account_id, violation_id, category="spam", severity="low", occurred="2025-05-01T00:00:00Z",
+                as_of="2025-05-02T00:00:00Z", role="seller") -> dict:
     from features import vocabulary as V
 
-    return api.post(f"{service}/violations", json={
+    return {
         "violation_id": violation_id, "actor": "investigator-7", "as_of": as_of,
         "account": {"account_id": account_id, "role": role},
         "violation": {"family": V.family_of(category), "category": category, "severity": severity,
                       "occurred_at": occurred},
         "model_versions": {"docket-severity": "1"}, "source_report_id": "r0000001",
-    })
+    }
+
+
+def record(api, service, account_id, violation_id, **over):
+    return api.post(f"{service}/violations", json=record_body(account_id, violation_id, **over))
 
 
 def test_recording_is_idempotent_and_audited(api, service):
@@ -118,3 +123,42 @@ def test_ledger_errors_are_clear(api, service):
     assert res.status_code == 422 and any(d["field"] == "account" for d in res.json()["detail"])
     res = api.post(f"{service}/violations/nope/appeal", json={"outcome": "maybe", "actor": "a", "why": "x"})
     assert res.status_code == 422
+
+
+def test_a_known_violation_id_with_other_content_is_a_409_naming_each_field(api, service):
+    """Issue 15, defect 8: other content was a 422, another as_of, source report or model versions a silent 200."""
+    acc, vid = f"acc-{uuid.uuid4().hex[:8]}", f"v-{uuid.uuid4().hex[:8]}"
+    assert record(api, service, acc, vid).status_code == 201
+    assert record(api, service, acc, vid).status_code == 200  # an exact retry
+    for change, field in ((dict(severity="high"), "severity"), (dict(as_of="2025-05-04T00:00:00Z"), "as_of")):
+        res = record(api, service, acc, vid, **change)
+        assert res.status_code == 409, res.text
+        assert [d["field"] for d in res.json()["detail"]] == [field]
+        assert "already recorded with other content" in res.json()["error"]
+    body = record_body(acc, vid)
+    for field, value in (("source_report_id", "r-other"), ("model_versions", {"docket-severity": "2"})):
+        res = api.post(f"{service}/violations", json={**body, field: value})
+        assert res.status_code == 409 and [d["field"] for d in res.json()["detail"]] == [field], res.text
+    no_as_of = {k: v for k, v in body.items() if k != "as_of"}  # the server's clock is not the caller's content
+    assert api.post(f"{service}/violations", json=no_as_of).status_code == 200
+    assert len(api.get(f"{service}/audit", params={"entity_id": vid}).json()) == 1
+
+
+def test_one_appeal_per_violation_a_second_is_a_409_naming_the_first(api, service):
+    acc, vid = f"acc-{uuid.uuid4().hex[:8]}", f"v-{uuid.uuid4().hex[:8]}"
+    assert record(api, service, acc, vid).status_code == 201
+    first = {"outcome": "overturned", "actor": "admin-1", "why": "wrong account", "at": "2025-05-04T00:00:00Z"}
+    ok = api.post(f"{service}/violations/{vid}/appeal", json=first)
+    assert ok.status_code == 200, ok.text
+    again = api.post(f"{service}/violations/{vid}/appeal", json=first)  # a retry: the same answer, nothing stored
+    assert again.status_code == 200 and again.json() == ok.json()
+    for outcome in ("overturned", "upheld"):
+        res = api.post(f"{service}/violations/{vid}/appeal", json={**first, "outcome": outcome, "why": "second look",
+                                                                  "at": "2025-05-05T00:00:00Z"})
+        assert res.status_code == 409, res.text
+        assert re.fullmatch(f"conflict: violation {vid} was already appealed: overturned at "
+                            r"2025-05-04T00:00:00\+00:00 by key:\w+ \(admin-1\) \(one appeal per violation\)",
+                            res.json()["error"]), res.json()
+    appeals = [e for e in api.get(f"{service}/audit", params={"entity_id": vid}).json()
+               if e["action"] == "violation.appealed"]
+    assert len(appeals) == 1

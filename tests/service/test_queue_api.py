@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-from conftest import as_request, client
+from conftest import as_request, client, every_page
 
 
 def fresh(reports: pd.DataFrame, tag: str | None = None) -> list[dict]:
@@ -233,7 +233,7 @@ def test_admin_creates_keys_and_every_state_change_is_audited(service, keys):
     assert res.status_code == 201
     new = res.json()["key"]
     assert client(new).post(f"{service}/reports", json={"reports": []}).status_code == 422  # authorised, empty batch
-    actions = Counter(e["action"] for e in admin.get(f"{service}/audit").json())
+    actions = Counter(e["action"] for e in every_page(admin, f"{service}/audit", limit=5000))
     assert {"intake", "claim", "resolve", "key_created"} <= set(actions)
 
 
@@ -385,3 +385,20 @@ def test_resolving_twice_or_someone_elses_case_says_what_happened(service, keys,
     assert pd.Timestamp(twice.json()["error"][len(message):-1]) == pd.Timestamp(resolved_at)
     claim = second.post(f"{service}/queue/claim", json={"case_id": case_id})
     assert claim.status_code == 409 and claim.json()["error"].startswith(message)
+
+
+def test_a_known_report_id_with_other_content_is_a_409_and_nothing_of_the_batch_is_stored(api, service, recent):
+    """Issue 15: "409 for a known id with different content, everywhere": a resent report with another
+    description or time was named in already_known (first wins) and the change silently dropped."""
+    first, second = fresh(recent.iloc[40:42])
+    assert api.post(f"{service}/reports", json={"reports": [first]}).json()["accepted"] == [first["report_id"]]
+    again = api.post(f"{service}/reports", json={"reports": [first]})
+    assert again.status_code == 200 and again.json()["already_known"] == [first["report_id"]]
+    other = "profile" if first["channel"] == "direct_message" else "direct_message"
+    changed = dict(first, description=first["description"] + " (edited)", channel=other)
+    res = api.post(f"{service}/reports", json={"reports": [second, changed]})
+    assert res.status_code == 409, res.text
+    assert res.json()["detail"] == [{"field": "reports[1]",
+                                     "message": f"{first['report_id']} is stored with other channel, description"}]
+    audit = api.get(f"{service}/audit", params={"entity_id": second["report_id"]}).json()
+    assert audit == []  # the new report of the refused batch was not stored

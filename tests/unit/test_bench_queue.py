@@ -39,3 +39,14 @@ def test_queue_bench_intake_stores_every_report_once_at_both_batch_sizes(rows):
         assert r["server_cpu_ms_per_request"] > 0  # the intake server's own CPU, as the online suite records it
     assert sum(r["n"] for r in intake) == queue_bench.INTAKE_REPORTS_TINY
     assert by_case(rows)["http_queue_50"]["p50_ms"] > 0
+
+
+def test_queue_bench_get_queue_under_load_at_both_id_lengths(rows):
+    load = {r["case"]: r for r in rows if r["case"].startswith("http_queue_load")}
+    assert set(load) == {"http_queue_load", "http_queue_load_id128"}
+    for r in load.values():
+        assert r["errors"] == 0, r["first_error"]
+        assert r["clients"] == 8 and r["requests"] == 8 * queue_bench.QUEUE_LOAD_REQUESTS_TINY
+        assert r["p99_ms"] >= r["p50_ms"] > 0 and r["server_cpu_ms_per_request"] > 0 and "load_avg" in r
+        assert "target" in r and r["pass"] is None  # tiny: no target applies
+    assert load["http_queue_load_id128"]["id_length"] == 128

@@ -6,6 +6,8 @@ earlier decisions), and nothing stored is ever changed.
 """
 from __future__ import annotations
 
+import re
+
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +21,7 @@ from features.vocabulary import family_of
 from policy.file import load_policy
 from policy.penalty import Account, Policy, Violation
 from serving.enforcement.ledger import Ledger, LedgerError, NotFoundError, Recorded
+from serving.store.conflicts import ConflictError
 from serving.store.db import StoreError, make_engine, migrate
 
 PG_URL = os.environ.get("DOCKET_TEST_POSTGRES_URL")
@@ -143,17 +146,29 @@ def test_record_stores_violation_decision_and_audit_event(engine, ledger, policy
 def test_retry_with_the_same_id_records_nothing_and_returns_the_stored_decision(engine, ledger):
     first = record(ledger, "v1", SELLER, "counterfeit", "medium", 0)
     before = rows(engine)
-    retry = ledger.record_violation("v1", SELLER, violation("counterfeit", "medium", day(0)), actor="other",
-                                    as_of=day(3))
+    retry = record(ledger, "v1", SELLER, "counterfeit", "medium", 0)
     assert (retry.created, retry.decision) == (False, first.decision)
+    # by another actor, and without stating as_of (the caller's clock then is no difference): still a retry
+    again = ledger.record_violation("v1", SELLER, violation("counterfeit", "medium", day(0)), actor="other",
+                                    as_of=day(3), as_of_stated=False)
+    assert (again.created, again.decision) == (False, first.decision)
     assert rows(engine) == before
 
 
-def test_reusing_an_id_for_a_different_violation_is_refused(engine, ledger):
+def test_reusing_an_id_for_a_different_violation_is_a_conflict_naming_the_fields(engine, ledger):
+    """Issue 15, defect 8: other content was a 422, and another as_of, source report or model versions a silent
+    200 (first wins). Each is now a ConflictError (409) naming what differs; nothing is stored."""
     record(ledger, "v1", SELLER, "counterfeit", "medium", 0)
     before = rows(engine)
-    with pytest.raises(LedgerError, match="already recorded with other content"):
+    with pytest.raises(ConflictError, match="already recorded with other content") as caught:
         record(ledger, "v1", SELLER, "counterfeit", "high", 0)
+    assert [c["field"] for c in caught.value.body()["detail"]] == ["severity"]
+    for change, field in ((dict(as_of=day(3)), "as_of"), (dict(source_report_id="r-9"), "source_report_id"),
+                          (dict(model_versions={"docket-severity": "2"}), "model_versions")):
+        with pytest.raises(ConflictError) as caught:
+            ledger.record_violation("v1", SELLER, violation("counterfeit", "medium", day(0)), actor="moderator-7",
+                                    **{"as_of": day(0) + timedelta(hours=1), **change})
+        assert [c["field"] for c in caught.value.body()["detail"]] == [field]
     assert rows(engine) == before
 
 
@@ -192,12 +207,12 @@ def test_one_id_raced_for_two_accounts_is_recorded_once_and_the_other_refused(en
         start.wait()
         try:
             return record(ledger, "v1", account, "violent_content", "low", 0)
-        except LedgerError as err:
+        except ConflictError as err:
             return err
 
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(attempt, [SELLER, Account("seller-2", "seller")]))
-    assert sorted(type(r).__name__ for r in results) == ["LedgerError", "Recorded"]
+    assert sorted(type(r).__name__ for r in results) == ["ConflictError", "Recorded"]
     assert counts(engine)["violations"] == 1
 
 
@@ -263,15 +278,29 @@ def test_upheld_appeal_keeps_the_violation_counting_and_its_penalties(ledger):
     assert record(ledger, "v2", SELLER, "counterfeit", "low", 3).decision.rung == "suspension_7d"  # floor
 
 
-def test_latest_appeal_outcome_wins_and_each_is_its_own_event(ledger):
+def test_a_second_appeal_is_a_conflict_naming_the_first_and_changes_nothing(engine, ledger):
+    """Issue 15, defect 8: three appeals (overturned, overturned, upheld) were all accepted, the latest winning."""
     record(ledger, "v1", SELLER, "counterfeit", "medium", 0)
     ledger.appeal("v1", "overturned", actor="appeals-2", why="first look", at=day(1))
-    view = ledger.appeal("v1", "upheld", actor="appeals-3", why="second look", at=day(2))
-    assert view["counting_violations"] == ["v1"]
-    assert [(e["kind"], e["value"]) for e in view["history"][0]["events"]] == [("appeal", "overturned"),
-                                                                               ("appeal", "upheld")]
-    # As of between the two, the overturn still holds.
-    assert ledger.health("seller-1", day(1.5))["counting_violations"] == []
+    before = rows(engine)
+    with pytest.raises(ConflictError, match=re.escape(
+            f"violation v1 was already appealed: overturned at {day(1).isoformat()} by appeals-2")) as caught:
+        ledger.appeal("v1", "upheld", actor="appeals-3", why="second look", at=day(2))
+    assert [c["field"] for c in caught.value.body()["detail"]] == ["outcome", "actor", "why", "at"]
+    with pytest.raises(ConflictError):  # the same outcome by someone else is a second appeal too
+        ledger.appeal("v1", "overturned", actor="appeals-3", why="first look", at=day(1))
+    assert rows(engine) == before
+    assert ledger.health("seller-1", day(3))["counting_violations"] == []
+
+
+def test_the_same_appeal_sent_again_records_nothing_and_answers_the_view(engine, ledger):
+    record(ledger, "v1", SELLER, "counterfeit", "medium", 0)
+    first = ledger.appeal("v1", "overturned", actor="appeals-2", why="first look", at=day(1))
+    before = rows(engine)
+    assert ledger.appeal("v1", "overturned", actor="appeals-2", why="first look", at=day(1)) == first
+    # at not stated (the caller's clock): still the same appeal
+    assert ledger.appeal("v1", "overturned", actor="appeals-2", why="first look", at=day(5), at_stated=False) == first
+    assert rows(engine) == before
 
 
 def test_appeal_with_an_unknown_outcome_is_refused(ledger):
@@ -321,7 +350,7 @@ def test_remedial_step_raced_by_four_threads_is_recorded_once(engine, ledger):
         start.wait()
         try:
             return ledger.complete_remedial("v1", completed_at=day(1 + i / 10), actor="seller-1", why="quiz")
-        except LedgerError as err:
+        except ConflictError as err:
             return err
 
     with ThreadPoolExecutor(4) as pool:
@@ -330,11 +359,14 @@ def test_remedial_step_raced_by_four_threads_is_recorded_once(engine, ledger):
     assert counts(engine)["violation_events"] == 1 and counts(engine)["decisions"] == 2
 
 
-def test_remedial_step_completed_twice_is_refused(ledger):
+def test_remedial_step_completed_twice_is_a_conflict_and_the_same_step_again_a_retry(engine, ledger):
     record(ledger, "v1", SELLER, "shipping_delay", "high", 0)
-    ledger.complete_remedial("v1", completed_at=day(1), actor="seller-1", why="quiz")
-    with pytest.raises(LedgerError, match="already completed"):
+    first = ledger.complete_remedial("v1", completed_at=day(1), actor="seller-1", why="quiz")
+    before = rows(engine)
+    with pytest.raises(ConflictError, match="already completed"):
         ledger.complete_remedial("v1", completed_at=day(2), actor="seller-1", why="quiz again")
+    assert ledger.complete_remedial("v1", completed_at=day(1), actor="seller-1", why="quiz") == first
+    assert rows(engine) == before
 
 
 # ---------------------------------------------------------------------------
@@ -384,7 +416,7 @@ def test_history_tables_only_grow(engine, ledger):
         lambda: record(ledger, "v1", SELLER, "shipping_delay", "high", 0),  # retry
         lambda: record(ledger, "v2", SELLER, "counterfeit", "medium", 1),
         lambda: ledger.appeal("v2", "overturned", actor="a", why="x", at=day(2)),
-        lambda: ledger.appeal("v2", "upheld", actor="a", why="y", at=day(3)),
+        lambda: ledger.appeal("v2", "overturned", actor="a", why="x", at=day(2)),  # retry
         lambda: ledger.complete_remedial("v1", completed_at=day(4), actor="s", why="quiz"),
         lambda: ledger.health("seller-1", day(5)),
         lambda: record(ledger, "v3", SELLER, "harassment", "critical", 6),
@@ -395,8 +427,8 @@ def test_history_tables_only_grow(engine, ledger):
         after = rows(engine)
         for table, old in before.items():
             assert after[table][:len(old)] == old, f"{table}: an earlier row changed"
-    assert counts(engine) == {"accounts": 1, "violations": 3, "decisions": 4, "violation_events": 3,
-                              "audit_events": 6}
+    assert counts(engine) == {"accounts": 1, "violations": 3, "decisions": 4, "violation_events": 2,
+                              "audit_events": 5}
 
 
 def _head() -> str:

@@ -13,7 +13,8 @@ from features.validate import validate_table
 from policy.file import load_policy
 from policy.penalty import Account, Action, PastViolation, account_health
 from serving.input_checks import RequestError
-from serving.market.event_store import ConflictError, Market
+from serving.market.event_store import Market
+from serving.store.conflicts import ConflictError
 from serving.market.events import check_batch
 from serving.store import tables as T
 from serving.store.db import reading

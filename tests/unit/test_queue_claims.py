@@ -119,3 +119,33 @@ def test_concurrent_claims_of_one_named_case_hand_it_to_exactly_one(queue):
     for t in threads:
         t.join()
     assert len(results) == 8 and results.count("refused") == 7, results
+
+
+def test_concurrent_claims_never_answer_empty_while_cases_are_open_nor_share_a_case(engine):
+    """Issue 15, defect 6: a claim tried only the top 50 of a ranking read before others took them, so 7 of
+    128 concurrent claims answered "empty" with 2,000 cases open. Now each hands out a case while one is open."""
+    queue = Queue(engine, load_queue_policy(), Ledger(engine, load_policy()))
+    n_cases, n_threads, per_thread = 300, 16, 12  # 192 claims, more cases than claims, all racing for the top
+    queue.intake(pd.DataFrame([report(i) for i in range(n_cases)]), [Score("rules", 50.0) for _ in range(n_cases)],
+                 actor="t", now=NOW)
+    got: list[str | None] = []
+    start = threading.Barrier(n_threads)
+
+    def claimer(who: str) -> None:
+        start.wait()
+        for _ in range(per_thread):
+            case = queue.claim(who, NOW)
+            got.append(case["case_id"] if case else None)
+
+    threads = [threading.Thread(target=claimer, args=(f"inv{i}",)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert None not in got, f"{got.count(None)} claims answered empty with cases open"
+    assert len(got) == n_threads * per_thread == len(set(got))
+
+
+def test_claims_hand_out_every_open_case_then_answer_empty(queue):
+    taken = {queue.claim(f"inv{i}", NOW)["case_id"] for i in range(3)}
+    assert taken == {"case-r0", "case-r1", "case-r2"} and queue.claim("inv9", NOW) is None
