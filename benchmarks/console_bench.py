@@ -38,10 +38,9 @@ import httpx
 import numpy as np
 from sqlalchemy import func, select
 
-from benchmarks.online import serve_docket, tree_cpu_s
+from benchmarks.online import quiet, serve_docket, tree_cpu_s
 from benchmarks.queue_bench import fill_cases, intake_inputs, load_average, post_reports, service_env, store_url, stores
 from features import vocabulary as V
-from policy.file import load_queue_policy
 from serving.store import tables as T
 from serving.store.db import make_engine, migrate
 
@@ -61,7 +60,6 @@ QUEUE_P95_MS, CASE_P95_MS = 300.0, 200.0
 GROUPS = {"page": "pages, one client at a time (server time)",
           "investigators": "investigators claiming and resolving at once",
           "steps": "each investigator step (clients and server share the 2 cores: not server time)"}
-QUIET_CPU_SHARE, QUIET_TIMEOUT_S = 0.05, 120.0  # quiet: under 5% of a core over a sweep interval
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 REASONS = '<table class="reasons">'  # the case page's table of the models' reasons
 
@@ -143,19 +141,6 @@ def _case_ids(engine, report_ids: list[str], n: int, seed: int) -> tuple[list[st
     half = n // 2
     pick = [str(x) for x in rng.permutation(scored)[:half]]
     return pick, [str(x) for x in rng.permutation(filler)[:n - len(pick)]]
-
-
-def quiet(pid: int) -> float:
-    """Wait until the server is idle over a whole sweep interval (so its start-up work, the first sweep's monitor
-    run above all, is done), so the page timings are the pages' own; seconds waited. RuntimeError if it never is."""
-    window = load_queue_policy().sweep_seconds + 1.0
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < QUIET_TIMEOUT_S:
-        before = tree_cpu_s(pid)
-        time.sleep(window)
-        if tree_cpu_s(pid) - before < QUIET_CPU_SHARE * window:
-            return time.monotonic() - t0
-    raise RuntimeError(f"the server was still busy after {QUIET_TIMEOUT_S:g} s")
 
 
 def _open_cases(engine) -> int:

@@ -262,7 +262,8 @@ def server_env(env: dict[str, str]) -> dict[str, str]:
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (it and its workers), SIGKILL what is left after 20 s."""
+    """SIGTERM the server's process group (it and its workers), SIGKILL what is left after 20 s; return only once
+    no process of the group is left (the parent may exit before its workers do)."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -271,11 +272,27 @@ def _stop_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         pass
+    deadline = time.monotonic() + 20
+    while _group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
+    deadline = time.monotonic() + 5  # killed: gone once reaped (a zombie left unreaped runs nothing)
+    while _group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 def serve_docket(env: dict[str, str], work: Path, log_name: str = "docket.log"):
@@ -337,6 +354,24 @@ def tree_cpu_s(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
     return total / os.sysconf("SC_CLK_TCK")
+
+
+QUIET_CPU_SHARE, QUIET_TIMEOUT_S = 0.05, 120.0  # quiet: under 5% of a core over a sweep interval
+
+
+def quiet(pid: int) -> float:
+    """Wait until the server is idle over a whole sweep interval (so its start-up work, the first sweep's monitor
+    run above all, is done), so the page timings are the pages' own; seconds waited. RuntimeError if it never is."""
+    from policy.file import load_queue_policy
+
+    window = load_queue_policy().sweep_seconds + 1.0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < QUIET_TIMEOUT_S:
+        before = tree_cpu_s(pid)
+        time.sleep(window)
+        if tree_cpu_s(pid) - before < QUIET_CPU_SHARE * window:
+            return time.monotonic() - t0
+    raise RuntimeError(f"the server was still busy after {QUIET_TIMEOUT_S:g} s")
 
 
 def drive(url: str, bodies: Path, rows: int, concurrency: int, config, headers: list[str], server_pid: int,

@@ -40,6 +40,8 @@ def revoke(key_id: str, request: Request, svc=Depends(service)):
 
 def _key_request(body: Any, at: datetime) -> tuple[str, datetime | None]:
     """(role, expires_at) of a POST /keys body; RequestError naming every bad field."""
+    if body is None:  # no body, or `null`: every field is missing, named as such
+        body = {}
     if not isinstance(body, dict):
         raise RequestError([FieldError("body", 'expected a JSON object {"role": ..., "expires_at": ...}')])
     errors = [FieldError(name, "unknown field") for name in body if name not in KEY_FIELDS]

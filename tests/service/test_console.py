@@ -333,7 +333,7 @@ def test_an_admin_records_an_appeal_and_a_remedial_step_from_the_account_page(se
         done = b.post(f"{path}/appeal", data={"csrf": csrf, "outcome": "overturned", "why": "evidence <b>new</b>"})
         assert done.status_code == 303 and unquote(done.headers["location"]) == unquote(link)
         after = b.get(link).text
-        assert "<dd>overturned</dd>" in after
+        assert "<dd>overturned</dd>" in after and f'action="{path}/appeal"' not in after  # no second appeal form
         again = b.post(f"{path}/appeal", data={"csrf": csrf, "outcome": "upheld", "why": "second look"})
         assert again.status_code == 409 and "was already appealed: overturned" in again.text  # one appeal
         too_early = b.post(f"{path}/remedial", data={"csrf": csrf, "completed_at": "2000-01-01T00:00", "why": "q"})
