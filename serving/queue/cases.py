@@ -54,7 +54,8 @@ REPORT_COLUMNS = ("report_id", "created_at", "reporter_id", "reporter_type", "ch
 
 IN_CHUNK = 5_000  # ids per IN (...) list, well inside SQLite's limit on bound parameters
 BASE_SLACK = 1e-6  # effective priorities are rounded to 6 decimals: bounds on base priority keep this margin
-PROBE_MAX = 20_000  # the most cases a page's first probe reads before ranking them all instead
+PROBE_MAX = 20_000
+CLAIM_PAGE = 50  # cases a claim ranks at a time while it walks the queue  # the most cases a page's first probe reads before ranking them all instead
 
 
 class CaseStateError(ValueError):
@@ -396,19 +397,27 @@ class Queue:
         exclusive (of two claims on one case, the second matches no row and moves on or is refused)."""
         if case_id is not None:
             return self._claim_named(case_id, actor, now)
+        after: RankKey | None = None
         while True:
-            # Walk the whole ranking: under many concurrent claims the top of a ranking read a moment ago
-            # is taken already (trying only the top 50 answered "empty" with 2,000 cases open, issue 15,
-            # defect 6). A ranking used up while cases remain open (taken, released, or changed under us)
-            # is read again; each pass either hands out a case or sees fewer open ones, so it ends.
-            ranking = self.ranked(now)
+            # Walk the whole ranking, a bounded page at a time (ranking every open case per claim cost a claim
+            # seconds at 100,000 open cases): under many concurrent claims the top of a ranking read a moment
+            # ago is taken already (trying only the top 50 answered "empty" with 2,000 cases open, issue 15,
+            # defect 6). A ranking used up while cases remain open (taken, released, or changed under us) is
+            # read again from the top; each pass either hands out a case or sees fewer open ones, so it ends.
+            ranking = self._ranked_top(now, CLAIM_PAGE, None, None, after)
             if ranking.empty:
-                return None
-            for case_id_, priority in zip(ranking["case_id"].tolist(), ranking["effective_priority"].tolist()):
+                if after is None:
+                    return None
+                after = None
+                continue
+            for r in ranking.to_dict("records"):
                 with writing(self.engine) as conn:
-                    row = self._case_row(conn, {"case_id": case_id_, "effective_priority": priority})
+                    row = self._case_row(conn, {"case_id": r["case_id"], "effective_priority": r["effective_priority"]})
                     if self._take(conn, row, actor, now):
                         return self._claimed_view(conn, row, actor, now)
+            last = ranking.iloc[-1]
+            after = RankKey(int(last["tier"]), float(last["effective_priority"]), float(last["deadline_s"]),
+                            str(last["case_id"]))
 
     def _claim_named(self, case_id: str, actor: str, now: datetime) -> dict:
         """Claim this case (an investigator picked it), or say who or what stands in the way. Claiming a case
