@@ -190,7 +190,7 @@ cases = Table(
     Column("claim_expires_at", UTCDateTime, nullable=True),
     Column("version", Integer, nullable=False),
     Column("merged_into", String(160), nullable=True),
-    Index("ix_cases_rank", "status", "tier", "base_priority"),  # a queue page's bounded read (migration 0006)
+    Index("ix_cases_rank", "status", "tier", "base_priority"),  # a queue page's bounded read (migration 0007)
 )
 
 case_reports = Table(
