@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import online
+from benchmarks.queue_bench import stores
 
 REPO = online.REPO
 BIN = online.BIN
@@ -89,7 +90,7 @@ def run(config) -> list[dict]:
         prep = _prepare(work, config)
     except Exception as err:
         return [_error("prepare", "-", err)]
-    for store in _stores(config):
+    for store in stores(config):
         rows += _guarded("ingest", store, lambda s=store: event_steps(config, work, prep, s))
         for workers in (SCORE_WORKERS_TINY if config.tiny else SCORE_WORKERS):
             rows += _guarded(f"score_under_ingestion w{workers}", store,
@@ -111,10 +112,6 @@ GROUPS = (("ingest", "1. ingestion (POST /events, batches of 500, 2 clients)"),
 
 def group_of(case: str) -> str:
     return next(title for prefix, title in GROUPS if case.startswith(prefix))
-
-
-def _stores(config) -> list[str]:
-    return ["sqlite"] + (["postgresql"] if getattr(config, "postgres_url", None) else [])
 
 
 def _guarded(case: str, store: str, step: Callable[[], list[dict]]) -> list[dict]:
@@ -593,7 +590,7 @@ def worker_start(config, work: Path, prep: Prepared) -> list[dict]:
              "peak_rss_mb": sim["peak_rss_mb"], "load_avg_1m": load, **_tail_error(sim)}]
     if sim["returncode"] != 0:
         return rows
-    for store in _stores(config):
+    for store in stores(config):
         rows += _guarded("worker start", store, lambda s=store: _start_at_scale(config, work, prep, data, n, s, env))
     return rows
 
