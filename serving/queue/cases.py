@@ -180,34 +180,40 @@ class Queue:
     def _latest_scores(self, conn, report_ids: list[str] | None = None):
         return conn.execute(self._latest_scores_query(report_ids)).mappings().all()
 
-    def rules_scored_reports(self, limit: int = 1000) -> pd.DataFrame:
-        """Reports whose current score is the rules-only fallback: to rescore once models are back."""
-        with reading(self.engine) as conn:
-            # filtered and limited in SQL: the sweep runs every few seconds over a table that only grows
-            q = (self._latest_scores_query().where(T.report_scores.c.scored_by == "rules")
-                 .order_by(T.report_scores.c.id).limit(limit))
-            ids = [r["report_id"] for r in conn.execute(q).mappings()]
-            if not ids:
-                return pd.DataFrame(columns=list(REPORT_COLUMNS))
-            rows = conn.execute(select(*[T.intake_reports.c[c] for c in REPORT_COLUMNS])
-                                .where(T.intake_reports.c.report_id.in_(ids))).mappings().all()
+    @staticmethod
+    def _current_scores_where(*conditions):
+        """Scores that match the conditions and are still their report's newest. The sweep asks this every few
+        seconds: an index seek on the condition, then one probe per candidate for a newer score, where grouping
+        every report's scores to find the newest read the whole table each time (issue 15's 100,000 cases)."""
+        s, newer = T.report_scores, T.report_scores.alias("newer")
+        superseded = select(newer.c.id).where(newer.c.report_id == s.c.report_id, newer.c.id > s.c.id).exists()
+        return select(s).where(*conditions, ~superseded).order_by(s.c.id)
+
+    def _reports(self, conn, report_ids: list[str]) -> pd.DataFrame:
+        rows = conn.execute(select(*[T.intake_reports.c[c] for c in REPORT_COLUMNS])
+                            .where(T.intake_reports.c.report_id.in_(report_ids))).mappings().all()
         frame = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
         frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).dt.as_unit("us")
         return frame
+
+    def rules_scored_reports(self, limit: int = 1000) -> pd.DataFrame:
+        """Reports whose current score is the rules-only fallback: to rescore once models are back."""
+        with reading(self.engine) as conn:
+            q = self._current_scores_where(T.report_scores.c.scored_by == "rules").limit(limit)
+            ids = [r["report_id"] for r in conn.execute(q).mappings()]
+            if not ids:
+                return pd.DataFrame(columns=list(REPORT_COLUMNS))
+            return self._reports(conn, ids)
 
     def cold_start_reports(self, limit: int = 1000) -> tuple[pd.DataFrame, list[list[str]]]:
         """Reports whose current score was given while they named accounts or orders not seen yet, with the
         fields that were unknown then: to rescore once those arrive."""
         with reading(self.engine) as conn:
-            q = (self._latest_scores_query().where(T.report_scores.c.cold_start.is_(True))
-                 .order_by(T.report_scores.c.id).limit(limit))
+            q = self._current_scores_where(T.report_scores.c.cold_start.is_(True)).limit(limit)
             unknown = {r["report_id"]: list((r["detail"] or {}).get("cold_start") or []) for r in conn.execute(q).mappings()}
             if not unknown:
                 return pd.DataFrame(columns=list(REPORT_COLUMNS)), []
-            rows = conn.execute(select(*[T.intake_reports.c[c] for c in REPORT_COLUMNS])
-                                .where(T.intake_reports.c.report_id.in_(list(unknown)))).mappings().all()
-        frame = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
-        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True).dt.as_unit("us")
+            frame = self._reports(conn, list(unknown))
         return frame, [unknown[r] for r in frame["report_id"]]
 
     def rescore(self, report_ids: list[str], scores: list[Score], now: datetime) -> None:

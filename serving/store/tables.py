@@ -171,6 +171,8 @@ report_scores = Table(
     Column("priority", Float, nullable=False),
     Column("detail", JSON, nullable=False),  # severity_probabilities, reasons, model_versions, cold_start
     Column("cold_start", Boolean, nullable=True),  # named an account or order not seen yet (migration 0003)
+    Index("ix_report_scores_scored_by", "scored_by", "id"),  # the sweep's rescoring reads (migration 0008)
+    Index("ix_report_scores_cold_start", "cold_start", "id"),
 )
 
 cases = Table(
@@ -191,6 +193,7 @@ cases = Table(
     Column("version", Integer, nullable=False),
     Column("merged_into", String(160), nullable=True),
     Index("ix_cases_rank", "status", "tier", "base_priority"),  # a queue page's bounded read (migration 0007)
+    Index("ix_cases_backlog", "status", "family", "opened_at", "deadline_at"),  # the metrics' backlog (0008)
 )
 
 case_reports = Table(
