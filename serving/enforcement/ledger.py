@@ -130,6 +130,12 @@ class Ledger:
 
     # -- later events --------------------------------------------------------
 
+    def first_decision(self, violation_id: str) -> Decision | None:
+        """The decision taken when the violation was recorded (later appeals aside); None if it is not."""
+        with reading(self.engine) as conn:
+            stored = load_violation(conn, violation_id)
+        return stored.decisions[0].decision if stored is not None else None
+
     def appeal(self, violation_id: str, outcome: str, *, actor: str, why: str | None, at: datetime,
                at_stated: bool = True) -> dict:
         """Record the violation's one appeal; returns the account's health view afterwards.

@@ -564,45 +564,76 @@ class Queue:
 
     def resolve(self, case_id: str, *, valid: bool, severity: str | None, fraud_confirmed: bool, notes: str | None,
                 actor: str, role: str | None, now: datetime, model_versions: dict | None = None) -> dict:
-        """Close a case held by `actor`: store the outcome, record a valid violation, notify reporters."""
+        """Close a case held by `actor`: store the outcome, record a valid violation, notify reporters.
+
+        Sending the same resolution again (same investigator, verdict and notes: the answer was lost on the way
+        back) is answered as the first time and changes nothing, except that it records the violation if the
+        first attempt stopped before it could."""
         c = T.cases.c
         with writing(self.engine) as conn:
             row = self._locked_case(conn, case_id)
-            if _holder(row, now) != actor:
+            resolved_at = self._resolved_alike(conn, row, actor, notes, valid=valid, severity=severity,
+                                               fraud_confirmed=fraud_confirmed)
+            if resolved_at is None and _holder(row, now) != actor:
                 raise CaseStateError(self._not_resolvable(conn, row, now))
             ids = [r[0] for r in conn.execute(select(T.case_reports.c.report_id).where(T.case_reports.c.case_id == case_id))]
             reports = conn.execute(select(T.intake_reports).where(T.intake_reports.c.report_id.in_(ids))).mappings().all()
             lead = max(self._latest_scores(conn, ids), key=lambda s: float(s["priority"]))
-            for r in reports:
-                insert_if_absent(conn, T.review_outcomes, dict(
-                    report_id=r["report_id"], case_id=case_id, valid=valid, severity=severity if valid else None,
-                    fraud_confirmed=fraud_confirmed, resolved_at=now, resolved_by=actor, notes=notes))
-                # The contract's outcome, which the features read (review_outcomes keeps who and why).
-                insert_if_absent(conn, T.market_outcomes, dict(
-                    report_id=r["report_id"], valid=valid, severity=severity if valid else None,
-                    fraud_confirmed=fraud_confirmed, resolved_at=now, seq=next_seq(conn, 1), received_at=now,
-                    received_by=actor))
-                if r["reporter_id"]:
-                    conn.execute(insert(T.notifications).values(
-                        at=now, reporter_id=r["reporter_id"], report_id=r["report_id"], case_id=case_id,
-                        message=f"Thank you for your report {r['report_id']}: the investigation is closed."))
-            conn.execute(update(T.cases).where(c.case_id == case_id, c.version == row["version"])
-                         .values(status="resolved", version=c.version + 1))
-            append_audit(conn, at=now, actor=actor, action="resolve", entity="case", entity_id=case_id,
-                         before={"status": "claimed"},
-                         after={"status": "resolved", "valid": valid, "severity": severity,
-                                "fraud_confirmed": fraud_confirmed}, why=notes)
+            if resolved_at is None:
+                resolved_at = now
+                self._close(conn, row, reports, valid=valid, severity=severity, fraud_confirmed=fraud_confirmed,
+                            notes=notes, actor=actor, now=now)
         decision, violation_id = None, None
         if valid:
-            recorded = self.ledger.record_violation(
-                f"v-{case_id}", Account(row["subject_id"], role or "seller"),
-                Violation(row["family"], row["category"], severity, min(row["opened_at"], now)),
-                actor=actor, as_of=now, source_report_id=lead["report_id"],
-                model_versions=(lead["detail"] or {}).get("model_versions") or model_versions)
-            decision, violation_id = recorded.decision.to_dict(), recorded.violation_id
+            violation_id = f"v-{case_id}"
+            stored = self.ledger.first_decision(violation_id)
+            if stored is None:
+                stored = self.ledger.record_violation(
+                    violation_id, Account(row["subject_id"], role or "seller"),
+                    Violation(row["family"], row["category"], severity, min(row["opened_at"], resolved_at)),
+                    actor=actor, as_of=resolved_at, source_report_id=lead["report_id"],
+                    model_versions=(lead["detail"] or {}).get("model_versions") or model_versions).decision
+            decision = stored.to_dict()
         return {"case_id": case_id, "status": "resolved", "reports": len(ids), "violation_id": violation_id,
                 "violation": decision,
                 "notified": sorted({r["reporter_id"] for r in reports if r["reporter_id"]})}
+
+    def _close(self, conn, row: dict, reports, *, valid: bool, severity: str | None, fraud_confirmed: bool,
+               notes: str | None, actor: str, now: datetime) -> None:
+        c, case_id = T.cases.c, row["case_id"]
+        for r in reports:
+            insert_if_absent(conn, T.review_outcomes, dict(
+                report_id=r["report_id"], case_id=case_id, valid=valid, severity=severity if valid else None,
+                fraud_confirmed=fraud_confirmed, resolved_at=now, resolved_by=actor, notes=notes))
+            # The contract's outcome, which the features read (review_outcomes keeps who and why).
+            insert_if_absent(conn, T.market_outcomes, dict(
+                report_id=r["report_id"], valid=valid, severity=severity if valid else None,
+                fraud_confirmed=fraud_confirmed, resolved_at=now, seq=next_seq(conn, 1), received_at=now,
+                received_by=actor))
+            if r["reporter_id"]:
+                conn.execute(insert(T.notifications).values(
+                    at=now, reporter_id=r["reporter_id"], report_id=r["report_id"], case_id=case_id,
+                    message=f"Thank you for your report {r['report_id']}: the investigation is closed."))
+        conn.execute(update(T.cases).where(c.case_id == case_id, c.version == row["version"])
+                     .values(status="resolved", version=c.version + 1))
+        append_audit(conn, at=now, actor=actor, action="resolve", entity="case", entity_id=case_id,
+                     before={"status": "claimed"},
+                     after={"status": "resolved", "valid": valid, "severity": severity,
+                            "fraud_confirmed": fraud_confirmed}, why=notes)
+
+    @staticmethod
+    def _resolved_alike(conn, row: dict, actor: str, notes: str | None, **verdict) -> datetime | None:
+        """When the case was resolved by this actor with this verdict and notes: the time it was; else None."""
+        if row["status"] != "resolved":
+            return None
+        a = T.audit_events.c
+        event = conn.execute(select(a.at, a.actor, a.after, a.why)
+                             .where(a.entity == "case", a.entity_id == row["case_id"], a.action == "resolve")
+                             .order_by(a.id.desc()).limit(1)).mappings().first()
+        if event is None or event["actor"] != actor or event["why"] != notes:
+            return None
+        after = event["after"] or {}
+        return event["at"] if all(after.get(k) == v for k, v in verdict.items()) else None
 
     def _not_resolvable(self, conn, row: dict, now: datetime) -> str:
         """Why `actor` cannot resolve the case, saying what happened rather than only what to do."""

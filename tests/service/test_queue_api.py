@@ -374,12 +374,18 @@ def test_resolving_twice_or_someone_elses_case_says_what_happened(service, keys,
     assert theirs.status_code == 409
     assert theirs.json()["error"] == (f"case '{case_id}' is claimed by {held['claimed_by']} until "
                                       f"{held['claim_expires_at']}: only the investigator holding it can resolve it")
-    assert first.post(f"{service}/cases/{case_id}/resolve", json={"valid": False}).status_code == 200
+    answer = first.post(f"{service}/cases/{case_id}/resolve", json={"valid": False, "notes": "no proof"})
+    assert answer.status_code == 200
     events = client(keys["admin"]).get(f"{service}/audit", params={"entity_id": case_id}).json()
     resolved_at = next(e["at"] for e in events if e["action"] == "resolve")
+    # the same resolution sent again (its answer lost on the way back) is answered the same and changes nothing
+    resent = first.post(f"{service}/cases/{case_id}/resolve", json={"valid": False, "notes": "no proof"})
+    assert resent.status_code == 200 and resent.json() == answer.json()
+    assert client(keys["admin"]).get(f"{service}/audit", params={"entity_id": case_id}).json() == events
     message = f"case '{case_id}' is already resolved (by {held['claimed_by']} at "
-    for who in (first, second):
-        twice = who.post(f"{service}/cases/{case_id}/resolve", json={"valid": False})
+    for who, verdict in ((first, {"valid": True, "severity": "low"}), (first, {"valid": False}),
+                         (second, {"valid": False, "notes": "no proof"})):
+        twice = who.post(f"{service}/cases/{case_id}/resolve", json=verdict)
         assert twice.status_code == 409 and twice.json()["error"].startswith(message), twice.text
         assert "claim it before resolving" not in twice.json()["error"]
     assert pd.Timestamp(twice.json()["error"][len(message):-1]) == pd.Timestamp(resolved_at)

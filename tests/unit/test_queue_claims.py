@@ -89,12 +89,39 @@ def test_resolving_says_what_happened_to_the_case(queue):
     done = queue.resolve("case-r1", valid=True, severity="medium", fraud_confirmed=False, notes=None, actor="inv",
                          role="seller", now=NOW)
     assert done["violation_id"] == "v-case-r1" and done["violation"]["actions"] is not None
+    later = NOW + timedelta(minutes=5)
+    again = queue.resolve("case-r1", valid=True, severity="medium", fraud_confirmed=False, notes=None, actor="inv",
+                          role="seller", now=later)  # the same resolution resent: the first answer, nothing new
+    assert again == done
     message = f"case 'case-r1' is already resolved (by inv at {NOW.isoformat()})"
-    for act in (lambda: queue.resolve("case-r1", valid=True, severity="medium", fraud_confirmed=False, notes=None,
-                                      actor="inv", role="seller", now=NOW),
+    for act in (lambda: queue.resolve("case-r1", valid=True, severity="high", fraud_confirmed=False, notes=None,
+                                      actor="inv", role="seller", now=later),
+                lambda: queue.resolve("case-r1", valid=True, severity="medium", fraud_confirmed=False, notes=None,
+                                      actor="inv2", role="seller", now=later),
                 lambda: queue.claim("inv2", NOW, case_id="case-r1"), lambda: queue.release("case-r1", "inv", NOW)):
         with pytest.raises(CaseStateError, match=re.escape(message)):
             act()
+
+
+def test_a_resolve_cut_short_before_its_violation_records_it_when_resent(queue, monkeypatch):
+    queue.claim("inv", NOW, case_id="case-r1")
+    record = queue.ledger.record_violation
+
+    def crash(*args, **kwargs):
+        raise ConnectionError("the worker died here")
+
+    monkeypatch.setattr(queue.ledger, "record_violation", crash)
+    with pytest.raises(ConnectionError):
+        queue.resolve("case-r1", valid=True, severity="medium", fraud_confirmed=False, notes="seen", actor="inv",
+                      role="seller", now=NOW)
+    assert queue.ledger.first_decision("v-case-r1") is None
+    monkeypatch.setattr(queue.ledger, "record_violation", record)
+    resent = queue.resolve("case-r1", valid=True, severity="medium", fraud_confirmed=False, notes="seen",
+                           actor="inv", role="seller", now=NOW + timedelta(hours=1))
+    assert resent["violation_id"] == "v-case-r1" and resent["violation"] == queue.ledger.first_decision(
+        "v-case-r1").to_dict()
+    recorded = [e for e in queue.ledger.audit_events("v-case-r1") if e["action"] == "violation.recorded"]
+    assert [e["at"] for e in recorded] == [NOW.isoformat()]  # decided as of the resolution, not of the resend
 
 
 def test_an_invalid_outcome_names_no_violation(queue):
