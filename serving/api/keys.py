@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from serving.api.key_store import ROLES, KeyError_, check_expiry, create_key, list_keys, revoke_key
 from serving.api.routing import actor_of, json_payload, now, service
-from serving.input_checks import FieldError, RequestError
+from serving.input_checks import FieldError, RequestError, parse_timestamp
 
 router = APIRouter()
 KEY_FIELDS = ("role", "expires_at")
@@ -51,17 +51,13 @@ def _key_request(body: Any, at: datetime) -> tuple[str, datetime | None]:
     elif role not in ROLES:
         errors.append(FieldError("role", f"unknown value {role!r} (allowed: {', '.join(ROLES)})"))
     expires_at = None
-    raw = body.get("expires_at")
-    if raw is not None:
+    if body.get("expires_at") is not None:  # the API's one timestamp reader: ISO-8601, no zone = UTC, sane range
+        when = parse_timestamp(body["expires_at"], "expires_at", errors)
         try:
-            if not isinstance(raw, str) or len(raw) > 64:
-                raise ValueError
-            expires_at = datetime.fromisoformat(raw)
+            expires_at = when.to_pydatetime() if when is not None else None
             check_expiry(expires_at, at)
         except KeyError_ as err:
             errors.append(FieldError("expires_at", str(err)))
-        except ValueError:
-            errors.append(FieldError("expires_at", f"expected an ISO-8601 time with a zone, got {raw!r}"[:200]))
     if errors:
         raise RequestError(errors)
     return role, expires_at

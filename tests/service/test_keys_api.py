@@ -96,11 +96,17 @@ def test_a_key_may_expire_and_bad_expiries_are_named(two_workers):
     res = admin.post(f"{url}/keys", json={"role": "intake", "expires_at": soon})
     assert res.status_code == 201 and res.json()["expires_at"]
     key = res.json()["key"]
+    no_zone = (datetime.now(UTC) + timedelta(days=2)).replace(tzinfo=None, microsecond=0)
+    res = admin.post(f"{url}/keys", json={"role": "intake", "expires_at": no_zone.isoformat()})
+    assert res.status_code == 201 and res.json()["expires_at"] == f"{no_zone.isoformat()}+00:00"  # as every time
     assert call(url, key, "expiring-1") == 422
     time.sleep(3.5)
     assert call(url, key, "expiring-2") == 401
     for body, field in (({"role": "intake", "expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),
-                        ({"role": "intake", "expires_at": "2030-01-01T00:00:00"}, "expires_at"),
+                        ({"role": "intake", "expires_at": "2999-01-01T00:00:00Z"}, "expires_at"),
+                        ({"role": "intake", "expires_at": "0001-01-01T00:00:00+01:00"}, "expires_at"),
+                        ({"role": "intake", "expires_at": "now"}, "expires_at"),
+                        ({"role": "intake", "expires_at": 1767225600}, "expires_at"),
                         ({"role": "intake", "expires_at": "soon"}, "expires_at"),
                         ({"role": "root"}, "role"), ({}, "role"), ({"role": "intake", "x": 1}, "x")):
         res = admin.post(f"{url}/keys", json=body)
