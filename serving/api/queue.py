@@ -4,6 +4,7 @@ The acting identity is the API key the auth middleware verified, so every audit 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,6 +36,13 @@ def intake(request: Request, body: Any = Depends(json_payload(BATCH_BODY_BYTES))
 QUEUE_LIMIT, QUEUE_MAX_LIMIT = 50, 1000  # cases per page of GET /queue: by default, at most
 
 
+# One page read at a time per worker. A page is CPU-bound Python (SQLite reads, ranking, building rows) and
+# the GIL runs one thread anyway: eight requests at once in one worker's thread pool cost 25 ms of CPU each
+# instead of 9 (switching and cache churn), so GET /queue's p99 at 8 clients and 100,000 open cases was
+# 334 ms with the threads racing and 113 ms queued behind this lock (docs/benchmarks.md, 2026-12-04).
+_PAGE_READS = threading.Lock()
+
+
 @router.get("/queue")
 def ranked_queue(limit: int = Query(QUEUE_LIMIT, ge=1, le=QUEUE_MAX_LIMIT), cursor: str | None = None,
                  family: str | None = None, category: str | None = None, svc=Depends(service)):
@@ -42,7 +50,8 @@ def ranked_queue(limit: int = Query(QUEUE_LIMIT, ge=1, le=QUEUE_MAX_LIMIT), curs
     `limit`, the next one after the `Next-Cursor` header's cursor (Queue.page says what "after" means)."""
     check_filters(family, category)
     after = _rank_key(paging.decode(cursor, "queue")) if cursor is not None else None
-    items, last = svc.queue.page(now(), limit, family, category, after)
+    with _PAGE_READS:
+        items, last = svc.queue.page(now(), limit, family, category, after)
     return paging.paged(items, paging.encode("queue", asdict(last)) if last else None)
 
 

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -270,10 +270,16 @@ class Queue:
 
     def _rank(self, queries: list, now: datetime) -> pd.DataFrame:
         """The cases these queries select (_rank_query's columns, in one read transaction), ranked at `now`."""
+        return self._rank_read(self._read(queries), now)
+
+    def _read(self, queries: list) -> list[RankColumns]:
+        """The ranking columns each query selects, in its order, in one read transaction."""
         postgres = self.engine.dialect.name == "postgresql"
         with _gc_paused():
             with reading(self.engine) as conn:
-                parts = [_copy_columns(conn, q) if postgres else _fetch_columns(conn, q) for q in queries]
+                return [_copy_columns(conn, q) if postgres else _fetch_columns(conn, q) for q in queries]
+
+    def _rank_read(self, parts: list[RankColumns], now: datetime) -> pd.DataFrame:
         ids, tier, base, opened_s, goal = (parts[0] if len(parts) == 1 else
                                            tuple(np.concatenate(cols) for cols in zip(*parts)))
         if not len(ids):
@@ -308,8 +314,9 @@ class Queue:
         fetch = max(4 * n, 200)
         while True:
             top_open = open_.order_by(c.tier.desc(), c.base_priority.desc()).limit(fetch)
-            probe = self._rank([top_open, expired], now)
-            read_all = len(probe) < fetch  # fewer open cases than asked for: the probe read them all
+            parts = self._read([top_open, expired])
+            probe = self._rank_read(parts, now)
+            read_all = len(parts[0][0]) < fetch  # fewer open cases than asked for: the probe read them all
             probe = probe.iloc[_first_after(probe, after) if after else 0:]
             if read_all:
                 return probe[:n]
@@ -321,6 +328,11 @@ class Queue:
             fetch *= 4
         bound = probe.iloc[n - 1]
         floor = float(bound["effective_priority"]) - self.qp.aging_cap_points - BASE_SLACK
+        # The probe read open cases best base first, so every case it left out ranks at most as its last one:
+        # when that one is already out of reach, so is every unread case, and the probe holds the answer.
+        last_tier, last_base = int(parts[0][1][-1]), float(parts[0][2][-1])
+        if last_tier < int(bound["tier"]) or (last_tier == int(bound["tier"]) and last_base < floor):
+            return probe[:n]
         reach = or_(c.tier > int(bound["tier"]), and_(c.tier == int(bound["tier"]), c.base_priority >= floor))
         candidates = self._rank([open_.where(reach), expired], now)
         return candidates.iloc[_first_after(candidates, after) if after else 0:][:n]
@@ -779,9 +791,23 @@ def _fetch_columns(conn, q) -> RankColumns:
         return (np.array([], dtype=object),) + (np.array([]),) * 4
     ids, tier, base, opened, goal = zip(*rows)
     del rows
-    opened_us = pd.to_datetime(pd.Series(opened), utc=True, format="ISO8601").dt.as_unit("us").astype("int64")
+    if len(opened) <= FEW_ROWS:  # a queue page's few hundred: pandas' fixed cost was most of the read
+        opened_us = np.fromiter((_epoch_us(t) for t in opened), dtype=np.int64, count=len(opened))
+    else:
+        opened_us = pd.to_datetime(pd.Series(opened), utc=True, format="ISO8601").dt.as_unit("us").astype(
+            "int64").to_numpy()
     return (np.asarray(ids, dtype=object), np.asarray(tier, dtype=int), np.asarray(base, dtype=float),
-            opened_us.to_numpy() / 1e6, np.asarray(goal, dtype=float))
+            opened_us / 1e6, np.asarray(goal, dtype=float))
+
+
+FEW_ROWS = 2_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_us(text: str) -> int:
+    """Microseconds since the epoch of a stored ISO time (no zone = UTC), as pandas reads it."""
+    when = datetime.fromisoformat(text)
+    return ((when.replace(tzinfo=UTC) if when.tzinfo is None else when) - _EPOCH) // timedelta(microseconds=1)
 
 
 def _copy_columns(conn, q) -> RankColumns:
