@@ -38,13 +38,13 @@ def summarise(latencies_s: list[float], errors: int, elapsed_s: float, rows_per_
 
 
 async def drive(url: str, bodies: list[bytes], headers: dict[str, str], concurrency: int, requests: int,
-                duration_s: float, warmup: int) -> tuple[list[float], int, float, list[str], int]:
+                duration_s: float, warmup: int, method: str = "POST") -> tuple[list[float], int, float, list[str], int]:
     """Run the clients; returns (latencies in s, error count, elapsed s, a few error messages, warm-up requests)."""
     headers = {"Content-Type": "application/json", **headers}
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
-        warmed = await warm_up(session, url, bodies, concurrency, warmup)
+        warmed = await warm_up(session, url, bodies, concurrency, warmup, method)
         latencies: list[float] = []
         samples: list[str] = []
         errors = 0
@@ -60,7 +60,7 @@ async def drive(url: str, bodies: list[bytes], headers: dict[str, str], concurre
                 body = bodies[next(order)]
                 t0 = time.perf_counter()
                 try:
-                    async with session.post(url, data=body) as res:
+                    async with session.request(method, url, data=_payload(method, body)) as res:
                         text = await res.read()
                         ok = res.status == 200
                     if not ok:
@@ -80,7 +80,7 @@ async def drive(url: str, bodies: list[bytes], headers: dict[str, str], concurre
 WARMUP_SECONDS = 120.0
 
 
-async def warm_up(session, url: str, bodies: list[bytes], concurrency: int, requests: int) -> int:
+async def warm_up(session, url: str, bodies: list[bytes], concurrency: int, requests: int, method: str = "POST") -> int:
     """At least `requests` uncounted requests, in rounds of `concurrency` at once, until two rounds in a row
     all answer 200. A round at full concurrency opens (or reuses) every pooled connection, and a kept-alive
     connection stays with the worker that accepted it, so once two rounds succeed every connection the
@@ -91,7 +91,7 @@ async def warm_up(session, url: str, bodies: list[bytes], concurrency: int, requ
     deadline = time.perf_counter() + WARMUP_SECONDS
 
     async def one(body: bytes) -> int:
-        async with session.post(url, data=body) as res:
+        async with session.request(method, url, data=_payload(method, body)) as res:
             await res.read()
             return res.status
 
@@ -104,9 +104,15 @@ async def warm_up(session, url: str, bodies: list[bytes], concurrency: int, requ
     return sent
 
 
+def _payload(method: str, body: bytes) -> bytes | None:
+    """The request body: none for a GET (its bodies only set how many distinct requests cycle)."""
+    return None if method == "GET" else body
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--url", required=True)
+    p.add_argument("--method", default="POST", choices=("POST", "GET"), help="GET sends no body")
     p.add_argument("--bodies", required=True, type=Path, help="JSON list of request bodies")
     p.add_argument("--rows", type=int, default=1, help="rows per request, for rows/s")
     p.add_argument("--concurrency", type=int, default=1)
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     bodies = [json.dumps(b).encode() for b in json.loads(a.bodies.read_text())]
     headers = dict(h.split(": ", 1) for h in a.header)
     lat, errors, elapsed, samples, warmed = asyncio.run(
-        drive(a.url, bodies, headers, a.concurrency, a.requests, a.duration, a.warmup))
+        drive(a.url, bodies, headers, a.concurrency, a.requests, a.duration, a.warmup, a.method))
     result = {"concurrency": a.concurrency, **summarise(lat, errors, elapsed, a.rows, samples), "warmup_requests": warmed}
     a.out.write_text(json.dumps(result, indent=2))
 

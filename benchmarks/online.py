@@ -375,9 +375,10 @@ def quiet(pid: int) -> float:
 
 
 def drive(url: str, bodies: Path, rows: int, concurrency: int, config, headers: list[str], server_pid: int,
-          out: Path) -> dict:
+          out: Path, method: str = "POST") -> dict:
     """One case: the load generator in its own process; the servers' memory sampled meanwhile."""
-    cmd = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--bodies", str(bodies), "--rows", str(rows),
+    cmd = [sys.executable, "-m", "benchmarks.loadgen", "--url", url, "--method", method, "--bodies", str(bodies),
+           "--rows", str(rows),
            "--concurrency", str(concurrency), "--requests", str(config.requests),
            "--duration", str(config.duration_s), "--warmup", str(max(concurrency, 5)), "--out", str(out)]
     for h in headers:
