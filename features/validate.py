@@ -270,6 +270,13 @@ def _check_column(table: Table, column: Column, raw: pd.Series, df: pd.DataFrame
             lambda rows: f"{_rows(rows, 'have')} unknown values {_values(values[rows])} "
             f"(allowed: {', '.join(column.allowed)})",
         )
+    if column.kind == "str" and column.max_length is not None:  # what the API refuses, a file may not bring in
+        lengths = values.str.len()
+        problems += _problem(
+            table.name, column.name, lengths > column.max_length,
+            lambda rows: f"{_rows(rows, 'are')} longer than {column.max_length:,} characters "
+            f"(the longest: {int(lengths[rows].max()):,}; {_row_examples(table, df, rows)})",
+        )
     if column.kind in NULLABLE_DTYPES and not column.nullable and not values.isna().any():
         values = values.astype(CANONICAL_DTYPES[column.kind])
     return values, problems

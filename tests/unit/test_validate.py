@@ -230,6 +230,19 @@ def test_number_in_text_column_is_reported():
     assert str(problems[0]).startswith("accounts.account_id: 1 row cannot be read as str")
 
 
+def test_text_over_the_contracts_limit_is_reported_without_echoing_it():
+    """A data file may not bring in what the API refuses (issue 15, defect 1: one 1 MB id took the queue down)."""
+    tables = marketplace()
+    tables["reports"]["description"] = ["x" * 10_001, "fine"]
+    tables["reports"]["show_id"] = [None, "s" * 1_048_576]
+    problems = {p.column: p for p in problems_of(tables)}
+    assert set(problems) == {"description", "show_id"}
+    assert problems["description"].rows == 1 and "longer than 10,000 characters (the longest: 10,001" in str(
+        problems["description"]) and "'r1'" in str(problems["description"])
+    assert "longer than 128 characters (the longest: 1,048,576" in str(problems["show_id"])
+    assert len(str(problems["show_id"])) < 300
+
+
 def test_unparseable_timestamp_is_reported_with_count_and_examples():
     tables = marketplace()
     tables["accounts"]["created_at"] = ["2024-01-01", "yesterday", "2024-13-01"]
