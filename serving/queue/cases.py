@@ -272,12 +272,14 @@ class Queue:
         """The cases these queries select (_rank_query's columns, in one read transaction), ranked at `now`."""
         return self._rank_read(self._read(queries), now)
 
-    def _read(self, queries: list) -> list[RankColumns]:
-        """The ranking columns each query selects, in its order, in one read transaction."""
-        postgres = self.engine.dialect.name == "postgresql"
+    def _read(self, queries: list, bulk: bool = True) -> list[RankColumns]:
+        """The ranking columns each query selects, in its order, in one read transaction. `bulk=False` for the
+        bounded reads of a page (a few hundred rows): on PostgreSQL, COPY and pyarrow's CSV reader cost more to
+        start than such a read takes."""
+        copy = bulk and self.engine.dialect.name == "postgresql"
         with _gc_paused():
             with reading(self.engine) as conn:
-                return [_copy_columns(conn, q) if postgres else _fetch_columns(conn, q) for q in queries]
+                return [_copy_columns(conn, q) if copy else _fetch_columns(conn, q) for q in queries]
 
     def _rank_read(self, parts: list[RankColumns], now: datetime) -> pd.DataFrame:
         ids, tier, base, opened_s, goal = (parts[0] if len(parts) == 1 else
@@ -314,7 +316,7 @@ class Queue:
         fetch = max(4 * n, 200)
         while True:
             top_open = open_.order_by(c.tier.desc(), c.base_priority.desc()).limit(fetch)
-            parts = self._read([top_open, expired])
+            parts = self._read([top_open, expired], bulk=False)
             probe = self._rank_read(parts, now)
             read_all = len(parts[0][0]) < fetch  # fewer open cases than asked for: the probe read them all
             probe = probe.iloc[_first_after(probe, after) if after else 0:]
@@ -334,7 +336,7 @@ class Queue:
         if last_tier < int(bound["tier"]) or (last_tier == int(bound["tier"]) and last_base < floor):
             return probe[:n]
         reach = or_(c.tier > int(bound["tier"]), and_(c.tier == int(bound["tier"]), c.base_priority >= floor))
-        candidates = self._rank([open_.where(reach), expired], now)
+        candidates = self._rank_read(self._read([open_.where(reach), expired], bulk=False), now)
         return candidates.iloc[_first_after(candidates, after) if after else 0:][:n]
 
     def queue(self, now: datetime, limit: int = 50, family: str | None = None, category: str | None = None) -> list[dict]:
@@ -785,13 +787,16 @@ RankColumns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _fetch_columns(conn, q) -> RankColumns:
-    """SQLite: the rows as driver tuples, each column converted in one step (opened_at is ISO text)."""
+    """The rows as driver tuples, each column converted in one step: opened_at is ISO text on SQLite, epoch
+    seconds (a double) on PostgreSQL (_rank_query)."""
     rows = conn.execute(q).all()
     if not rows:
         return (np.array([], dtype=object),) + (np.array([]),) * 4
     ids, tier, base, opened, goal = zip(*rows)
     del rows
-    if len(opened) <= FEW_ROWS:  # a queue page's few hundred: pandas' fixed cost was most of the read
+    if not isinstance(opened[0], str):  # PostgreSQL's epoch seconds, rounded to the microsecond as COPY's are
+        opened_us = np.round(np.asarray(opened, dtype=float) * 1e6).astype(np.int64)
+    elif len(opened) <= FEW_ROWS:  # a queue page's few hundred: pandas' fixed cost was most of the read
         opened_us = np.fromiter((_epoch_us(t) for t in opened), dtype=np.int64, count=len(opened))
     else:
         opened_us = pd.to_datetime(pd.Series(opened), utc=True, format="ISO8601").dt.as_unit("us").astype(
