@@ -19,7 +19,7 @@ from benchmarks.machine import PROBE_REPEATS, machine
 SUITES: dict[str, str] = {"offline": "benchmarks.offline", "online": "benchmarks.online",
                           "queue": "benchmarks.queue_bench", "live": "benchmarks.live_bench",
                           "console": "benchmarks.console_bench",
-                          "soak": "benchmarks.soak_bench"}
+                          "fuzz": "benchmarks.fuzz_bench", "soak": "benchmarks.soak_bench"}
 # Columns first in each markdown table when a suite has them; the rest follow in the order they appear.
 LEADING = ("case", "size", "concurrency", "wall_s", "cpu_s", "rows_per_s", "peak_rss_mb", "time_growth", "rss_ratio",
            "target", "pass")

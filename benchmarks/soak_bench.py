@@ -25,7 +25,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from benchmarks.online import serve_docket, tree_cpu_s, tree_rss_mb
-from benchmarks.queue_bench import _ms, intake_inputs, load_average, service_env, store_url
+from benchmarks.queue_bench import _ms, intake_inputs, load_average, service_env, store_url, stores
 from serving.store import tables as T
 from serving.store.db import make_engine, migrate
 
@@ -40,9 +40,8 @@ def run(config) -> list[dict]:
     work = Path(config.work_dir) / "soak"
     work.mkdir(parents=True, exist_ok=True)
     data_dir, mlflow_uri, reports = intake_inputs(config, work)
-    stores = ["sqlite"] + (["postgresql"] if getattr(config, "postgres_url", None) else [])
     rows = []
-    for store in stores:
+    for store in stores(config):
         with store_url(config, work, store, "soak") as url:
             rows.append(soak(url, store, data_dir, mlflow_uri, reports, work, config))
     return rows

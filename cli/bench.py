@@ -26,7 +26,7 @@ def bench(
     sizes: str | None = typer.Option(None, "--sizes", help="Offline suite sizes in reports, comma-separated "
                                                           "[default: 100000,1000000; with --tiny 2000,4000]."),
     suites: str = typer.Option("offline,online,queue,live,console,soak", "--suites",
-                               help="Comma-separated: offline, online, queue, live, console, soak."),
+                               help="Comma-separated: offline, online, queue, live, console, fuzz, soak."),
     soak_seconds: float | None = typer.Option(None, "--soak-seconds", min=1,
                                               help="How long the soak suite runs [default: 1800; with --tiny 20]."),
     out_dir: Path = typer.Option(Path("benchmarks"), "--out", help="Folder for results.json and results.md."),

@@ -1,9 +1,10 @@
 """Hostile and careless bodies against the running service (issue 15, defects 2-5): every one is a prompt 4xx that
 names what was wrong, and nothing of it is stored.
 
-Each test is one kind of defect, parametrized over the bodies that once hurt the service: 500s for empty
-objects and forms without a boundary (2), /score and /rank hanging 60 s on surrogates, huge integers and deep
-nesting (3), bad timestamps stored or crashing after storing (4), bodies and ids of any size (5).
+Each test is one kind of defect, parametrized over the bodies that once hurt the service (benchmarks/hostile.py,
+which the fuzz benchmark replays too): 500s for empty objects and forms without a boundary (2), /score and /rank
+hanging 60 s on surrogates, huge integers and deep nesting (3), bad timestamps stored or crashing after storing
+(4), bodies and ids of any size (5).
 """
 from __future__ import annotations
 
@@ -13,19 +14,20 @@ import uuid
 import httpx
 import pytest
 
-FAST = 5.0  # seconds: a refusal is immediate; the old failures took BentoML's 60 s timeout
-ROUTES = ["/score", "/rank", "/reports", "/events", "/penalty", "/violations", "/keys", "/predict/fraud",
-          "/queue/claim", "/violations/v-x/appeal", "/violations/v-x/remedial", "/cases/case-x/resolve"]
-BATCH_ROUTES = ["/score", "/rank", "/reports", "/events", "/predict/fraud"]
-OBJECT_ROUTES = [r for r in ROUTES if r not in BATCH_ROUTES]
-
-
-def report(**over) -> dict:
-    body = {"report_id": f"r-hostile-{uuid.uuid4().hex[:12]}", "created_at": "2025-11-02T20:15:00Z",
-            "reporter_id": "a0004142", "reporter_type": "buyer", "channel": "livestream", "subject_id": "a0000692",
-            "show_id": None, "order_id": None, "category": "harassment", "description": "rude in chat"}
-    body.update(over)
-    return body
+from benchmarks.hostile import (
+    BAD_TIMES,
+    BATCH_ROUTES,
+    EMPTY,
+    FAST,
+    FORMS,
+    LONG_TEXT,
+    MALFORMED,
+    NUL_PARAMS,
+    OBJECT_ROUTES,
+    ROUTES,
+    VIOLATION,
+    report,
+)
 
 
 def timed(api: httpx.Client, method: str, url: str, **kwargs) -> httpx.Response:
@@ -49,18 +51,6 @@ def not_stored(api: httpx.Client, service: str, report_id: str) -> None:
 
 # --- defect 3: bodies that hung /score and /rank (and broke every other route) -------------------------------
 
-SURROGATE = b'{"reports": [{"report_id": "r-1", "description": "\\ud800"}]}'
-MALFORMED = {
-    "lone surrogate": (SURROGATE, "reports[0].description"),
-    "NUL character": (b'{"reports": [{"report_id": "r-1", "description": "a\\u0000b"}]}', "reports[0].description"),
-    "5,000-digit integer": (b'{"reports": [{"amount": ' + b"9" * 5000 + b"}]}", "5000 characters"),
-    "5,000 deep": (b'{"reports": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested 5001 deep"),
-    "NaN": (b'{"reports": [{"amount": NaN}]}', "NaN"),
-    "Infinity by overflow": (b'{"reports": [{"amount": 1e999}]}', "out of range"),
-    "not UTF-8": (b'{"reports": ["\xff\xfe"]}', "not UTF-8"),
-}
-
-
 @pytest.mark.parametrize("path", ROUTES)
 @pytest.mark.parametrize("kind", list(MALFORMED))
 def test_bodies_json_cannot_hold_safely_are_a_prompt_400_saying_where(api, service, path, kind):
@@ -79,13 +69,7 @@ def test_a_lone_surrogate_in_a_report_stores_nothing(api, service):
     not_stored(api, service, rid)
 
 
-@pytest.mark.parametrize("path, params, field", [
-    ("/audit", {"entity_id": "a\x00b"}, "entity_id"),
-    ("/queue", {"family": "\x00"}, "family"),
-    ("/accounts/a%00b/health", {}, "account_id"),
-    ("/cases/case-%00", {}, "case_id"),
-    ("/accounts/x/health", {"as_of": "2025-01-01T00:00:00\x00Z"}, "as_of"),
-])
+@pytest.mark.parametrize("path, params, field", NUL_PARAMS)
 def test_a_nul_in_a_path_or_query_parameter_is_a_422_naming_it(api, service, path, params, field):
     """PostgreSQL refuses NUL in text (schemathesis found GET /audit?entity_id=%00 a 500 there)."""
     res = timed(api, "GET", f"{service}{path}", params=params)
@@ -112,30 +96,6 @@ def test_a_body_over_the_limit_without_a_length_is_refused_while_it_streams(api,
     assert res.status_code == 413, res.text
 
 
-MEGA = "x" * (1024 * 1024)
-LONG_TEXT = [
-    ("/reports", lambda rid: {"reports": [report(report_id=MEGA)]}, "reports[0].report_id"),
-    ("/reports", lambda rid: {"reports": [report(report_id=rid, description="y" * 70_000)]}, "reports[0].description"),
-    ("/reports", lambda rid: {"reports": [report(report_id=rid, subject_id="s" * 129)]}, "reports[0].subject_id"),
-    ("/score", lambda rid: {"reports": [report(report_id=rid, order_id="o" * 129)]}, "reports[0].order_id"),
-    ("/events", lambda rid: {"accounts": [{"account_id": "a" * 129, "created_at": "2025-01-01T00:00:00Z",
-                                           "role": "seller", "verified": False}]}, "accounts[0].account_id"),
-    ("/violations", lambda rid: {"violation_id": "v" * 129, "account": {"account_id": "a-1", "role": "seller"},
-                                 "violation": {"family": "behavioral", "category": "spam", "severity": "low",
-                                               "occurred_at": "2025-05-31T12:00:00Z"}}, "violation_id"),
-    ("/violations", lambda rid: {"violation_id": f"v-{rid}", "account": {"account_id": "a-1", "role": "seller"},
-                                 "actor": "n" * 129,
-                                 "violation": {"family": "behavioral", "category": "spam", "severity": "low",
-                                               "occurred_at": "2025-05-31T12:00:00Z"}}, "actor"),
-    ("/penalty", lambda rid: {"as_of": "2025-06-01T00:00:00Z", "account": {"account_id": "a" * 129, "role": "seller"},
-                              "violation": {"family": "behavioral", "category": "spam", "severity": "low",
-                                            "occurred_at": "2025-05-31T12:00:00Z"}}, "account.account_id"),
-    ("/violations/v-x/appeal", lambda rid: {"outcome": "upheld", "why": "w" * 10_001}, "why"),
-    ("/queue/claim", lambda rid: {"case_id": "c" * 200}, "case_id"),
-    ("/cases/case-x/resolve", lambda rid: {"valid": False, "notes": "n" * 10_001}, "notes"),
-]
-
-
 @pytest.mark.parametrize("path, body, field", LONG_TEXT, ids=[f"{p}:{f}" for p, _, f in LONG_TEXT])
 def test_text_over_the_contracts_limit_is_a_422_naming_the_field(api, service, path, body, field):
     rid = f"r-hostile-{uuid.uuid4().hex[:12]}"
@@ -154,24 +114,6 @@ def test_the_queue_stays_fast_after_the_hostile_bodies(api, service):
 
 # --- defect 2: empty objects and forms ----------------------------------------------------------------------
 
-VIOLATION = {"family": "behavioral", "category": "spam", "severity": "low", "occurred_at": "2025-05-31T12:00:00Z"}
-EMPTY = [
-    ("/keys", {}, "role"),
-    ("/keys", None, "role"),
-    ("/violations", {"violation_id": "v-empty-1", "account": {}, "violation": VIOLATION}, "account.account_id"),
-    ("/violations", {"violation_id": "v-empty-2", "account": {"account_id": "a-1", "role": "seller"},
-                     "violation": {}}, "violation.family"),
-    ("/violations", {}, "violation_id"),
-    ("/penalty", {"as_of": "2025-06-01T00:00:00Z", "account": {}, "violation": VIOLATION}, "account.role"),
-    ("/penalty", {"as_of": "2025-06-01T00:00:00Z", "account": {"account_id": "a-1", "role": "seller"},
-                  "violation": {}}, "violation.occurred_at"),
-    ("/penalty", {"as_of": "2025-06-01T00:00:00Z", "account": {"account_id": "a-1", "role": "seller"},
-                  "violation": VIOLATION, "history": [{}]}, "history[0].family"),
-    ("/violations/v-x/appeal", {}, "outcome"),
-    ("/violations/v-x/remedial", None, "completed_at"),
-]
-
-
 @pytest.mark.parametrize("path, body, field", EMPTY, ids=[f"{p}:{f}" for p, _, f in EMPTY])
 def test_empty_objects_are_a_422_naming_each_missing_field(api, service, path, body, field):
     res = timed(api, "POST", f"{service}{path}", json=body)
@@ -182,8 +124,7 @@ def test_empty_objects_are_a_422_naming_each_missing_field(api, service, path, b
 
 
 @pytest.mark.parametrize("path", ROUTES)
-@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary=x",
-                                          "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize("content_type", FORMS)
 def test_forms_are_a_415_on_json_routes(api, service, path, content_type):
     res = timed(api, "POST", f"{service}{path}", content=b"--x\r\n\r\n", headers={"content-type": content_type})
     assert res.status_code == 415, res.text
@@ -191,12 +132,6 @@ def test_forms_are_a_415_on_json_routes(api, service, path, content_type):
 
 
 # --- defect 4: timestamps -----------------------------------------------------------------------------------
-
-BAD_TIMES = ["now", "today", "yesterday", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
-             "1000-01-01T00:00:00Z", "1677-09-22T00:00:00Z", "1999-12-31T23:59:59Z", "2100-01-01T00:00:00Z",
-             "9999-12-31T23:59:59Z", "2025-13-01T00:00:00Z", "2025-11-02T25:00:00Z", "1730000000", "2025/11/02",
-             "Nov 2 2025", "2025-11-02T20:15:00+99:00", ""]
-
 
 @pytest.mark.parametrize("when", BAD_TIMES)
 def test_bad_timestamps_are_a_422_and_nothing_is_stored(api, service, when):
