@@ -215,7 +215,7 @@ class Docket:
         history = runtime.history
         found = transaction_reports(records_frame(orders, ORDERS_IN), history, runtime.scorer.fraud.bundle.order,
                                     None, config)
-        return self._open_cases(found, history, runtime, "system:monitor", now)
+        return self._open_cases(found, history, runtime, "system:monitor", now, source="transactions")
 
     def watch_fulfilment(self, rows: dict[str, list[dict]], now: datetime) -> list[str]:
         """The fulfilment rules as a seller's shipping facts arrive: the sellers of the batch's orders and order
@@ -233,14 +233,15 @@ class Docket:
         # A rule that keeps firing day after day is one case until an investigator closes it.
         still_open = self.queue.open_rule_cases(sorted({r["subject_id"] for r in found}))
         found = [r for r in found if (r["subject_id"], r["evidence"]["rule"]) not in still_open]
-        return self._open_cases(found, history, runtime, "system:fulfilment", now)
+        return self._open_cases(found, history, runtime, "system:fulfilment", now, source="fulfilment")
 
     def _open_cases(self, found: list[dict], history: History, runtime: Runtime, actor: str,
-                    now: datetime) -> list[str]:
+                    now: datetime, source: str) -> list[str]:
         """Feed what a monitor found through intake; returns the cases it opened."""
         if not found:
             return []
-        result = self.triage.intake(found, history, runtime.scorer, actor=actor, now=now)
+        result = metrics.counted_intake(self.triage.intake(found, history, runtime.scorer, actor=actor, now=now),
+                                        source)
         return [case_id_for(report_id) for report_id in result["accepted"]]
 
     @staticmethod

@@ -31,9 +31,11 @@ request_seconds = Histogram(
     name=f"{PREFIX}_http_request_duration_seconds", documentation="Time to answer, by method and route template.",
     labelnames=["method", "route"], buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
 reports_accepted = Counter(
-    name=f"{PREFIX}_reports_accepted", documentation="Reports accepted by POST /reports (new, not already known), "
-    "by what scored them: model or rules (the rules-only priority while the models are away).",
-    labelnames=["scored_by"])
+    name=f"{PREFIX}_reports_accepted", documentation="Reports accepted (new, not already known), by where they came "
+    "from (api: POST /reports; transactions, fulfilment: the monitors, as events arrive) and what scored them: model "
+    "or rules (the rules-only priority while the models are away).",
+    labelnames=["source", "scored_by"])
+SOURCES = ("api", "transactions", "fulfilment")
 events_stored = Counter(
     name=f"{PREFIX}_events_stored", documentation="Marketplace events stored by POST /events, by kind.",
     labelnames=["kind"])
@@ -85,10 +87,11 @@ def record_request(method: str, route: str, status: int, seconds: float) -> None
     request_seconds.labels(method=method, route=route).observe(seconds)
 
 
-def counted_intake(result: dict) -> dict:
-    """POST /reports' answer, counted (returned unchanged)."""
+def counted_intake(result: dict, source: str = "api") -> dict:
+    """An intake's answer (POST /reports', or a monitor's), counted; returned unchanged."""
     if result.get("accepted"):
-        reports_accepted.labels(scored_by=result.get("scored_by") or "unknown").inc(len(result["accepted"]))
+        reports_accepted.labels(source=source, scored_by=result.get("scored_by") or "unknown").inc(
+            len(result["accepted"]))
     return result
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import client, make_keys, start_service, stop_service
+from conftest import client, make_keys, parse_metrics, start_service, stop_service
 
 RATE, BURST = 20, 40  # per key and worker: small enough to reach, large enough for the other tests' few calls
 ID_LIKE = re.compile(r"(case-|dk_|r-keys-|[0-9a-f]{12})")
@@ -193,18 +193,6 @@ def test_metrics_move_with_traffic_and_carry_no_raw_ids(two_workers):
     assert line["route"] == "/cases/{case_id}/resolve" and line["status"] == 200 and line["method"] == "POST"
     assert line["key_id"] == keys["investigator"].split("_")[1] and line["duration_ms"] >= 0 and line["time"]
     assert keys["investigator"].split("_", 2)[2] not in log.read_text()
-
-
-def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)", line)
-        if match:
-            labels = tuple(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
-            out[(match.group(1), labels)] = float(match.group(3))
-    return out
 
 
 def test_metrics_name_the_model_versions_serving(service, keys):

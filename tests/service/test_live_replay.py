@@ -9,7 +9,7 @@ import uuid
 import httpx
 import pandas as pd
 import pytest
-from conftest import STORES, _postgres_database, make_keys
+from conftest import STORES, _postgres_database, make_keys, parse_metrics
 
 from config import settings as S
 from features.history import History
@@ -101,6 +101,10 @@ def test_live_scores_equal_offline_scores_of_the_exported_tables(store, world, t
     assert {r[:3] for r in monitored} == {"tm-", "fr-"}
     rule_cases = [(r.split("-")[1], r.rsplit("-", 1)[1]) for r in monitored if r.startswith("fr-")]
     assert len(set(rule_cases)) == len(rule_cases)  # a rule firing day after day is one open case
+    accepted = {dict(ls)["source"]: v for (n, ls), v in parse_metrics(httpx.get(f"{url}/metrics").text).items()
+                if n == "docket_reports_accepted_total" and dict(ls)["scored_by"] == "model"}  # both workers'
+    assert accepted == {"api": len(world["reports"]), "transactions": sum(r[:3] == "tm-" for r in monitored),
+                        "fulfilment": len(rule_cases)}
     settings = S.Settings.from_env({"MLFLOW_TRACKING_URI": mlflow_uri})
     ours = exported["reports"][exported["reports"]["report_id"].isin(live)].reset_index(drop=True)
     offline = load_scorer(settings).score(ours, History.from_tables(exported))
