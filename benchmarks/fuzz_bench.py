@@ -18,7 +18,7 @@ from pathlib import Path
 
 from benchmarks import hostile
 from benchmarks.online import _tree, serve_docket, tree_cpu_s
-from benchmarks.queue_bench import intake_inputs, load_average, service_env, stores, store_url
+from benchmarks.queue_bench import load_average, per_store, service_env
 from serving.store.db import make_engine, migrate
 
 EXAMPLES, EXAMPLES_TINY, WARM_UP_EXAMPLES = 300, 3, 10  # per operation and generation mode
@@ -117,14 +117,8 @@ def worker_rss_mb(pid: int) -> float:
 
 
 def run(config) -> list[dict]:
-    work = Path(config.work_dir) / "fuzz"
-    work.mkdir(parents=True, exist_ok=True)
-    data_dir, mlflow_uri, _ = intake_inputs(config, work)
-    rows = []
-    for store in stores(config):
-        with store_url(config, work, store, "fuzz") as url:
-            rows.append(fuzz_store(url, store, data_dir, mlflow_uri, work, config))
-    return rows
+    return per_store(config, "fuzz", lambda url, store, data_dir, mlflow_uri, _, work:
+                     fuzz_store(url, store, data_dir, mlflow_uri, work, config))
 
 
 def fuzz_store(url: str, store: str, data_dir: Path, mlflow_uri: str, work: Path, config) -> dict:

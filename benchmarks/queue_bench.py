@@ -68,6 +68,19 @@ def stores(config) -> list[str]:
     return ["sqlite"] + (["postgresql"] if getattr(config, "postgres_url", None) else [])
 
 
+def per_store(config, purpose: str, measure) -> list[dict]:
+    """One row per store, each measured over a fresh store with intake_inputs' data set, registry and reports:
+    `measure(url, store, data_dir, mlflow_uri, reports, work)` (the fuzz and soak suites)."""
+    work = Path(config.work_dir) / purpose
+    work.mkdir(parents=True, exist_ok=True)
+    data_dir, mlflow_uri, reports = intake_inputs(config, work)
+    rows = []
+    for store in stores(config):
+        with store_url(config, work, store, purpose) as url:
+            rows.append(measure(url, store, data_dir, mlflow_uri, reports, work))
+    return rows
+
+
 @contextmanager
 def store_url(config, work: Path, store: str, purpose: str):
     """A fresh, empty database URL for one case: a new SQLite file, or a new PostgreSQL database dropped afterwards."""

@@ -25,7 +25,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from benchmarks.online import serve_docket, tree_cpu_s, tree_rss_mb
-from benchmarks.queue_bench import _ms, intake_inputs, load_average, service_env, store_url, stores
+from benchmarks.queue_bench import _ms, load_average, per_store, service_env
 from serving.store import tables as T
 from serving.store.db import make_engine, migrate
 
@@ -37,14 +37,8 @@ FLAT_WITHIN = 0.10
 
 def run(config) -> list[dict]:
     """One soak row per store (SQLite; PostgreSQL too when postgres_url is set)."""
-    work = Path(config.work_dir) / "soak"
-    work.mkdir(parents=True, exist_ok=True)
-    data_dir, mlflow_uri, reports = intake_inputs(config, work)
-    rows = []
-    for store in stores(config):
-        with store_url(config, work, store, "soak") as url:
-            rows.append(soak(url, store, data_dir, mlflow_uri, reports, work, config))
-    return rows
+    return per_store(config, "soak", lambda url, store, data_dir, mlflow_uri, reports, work:
+                     soak(url, store, data_dir, mlflow_uri, reports, work, config))
 
 
 def soak(url: str, store: str, data_dir: Path, mlflow_uri: str, reports: list[dict], work: Path, config) -> dict:
