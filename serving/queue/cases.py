@@ -23,6 +23,7 @@ from sqlalchemy import (
     Engine,
     String,
     and_,
+    bindparam,
     func,
     insert,
     or_,
@@ -168,17 +169,9 @@ class Queue:
     # -- rescoring ----------------------------------------------------------------------------
 
     @staticmethod
-    def _latest_scores_query(report_ids: list[str] | None = None):
-        """Each report's current score: its newest row in the append-only score table."""
-        latest = (select(T.report_scores.c.report_id, func.max(T.report_scores.c.id).label("id"))
-                  .group_by(T.report_scores.c.report_id))
-        if report_ids is not None:
-            latest = latest.where(T.report_scores.c.report_id.in_(report_ids))
-        latest = latest.subquery()
-        return select(T.report_scores).join(latest, T.report_scores.c.id == latest.c.id)
-
-    def _latest_scores(self, conn, report_ids: list[str] | None = None):
-        return conn.execute(self._latest_scores_query(report_ids)).mappings().all()
+    def _latest_scores(conn, report_ids: list[str]):
+        """Each of these reports' current score: its newest row in the append-only score table."""
+        return conn.execute(_LATEST_SCORES, {"ids": report_ids}).mappings().all()
 
     @staticmethod
     def _current_scores_where(*conditions):
@@ -359,20 +352,18 @@ class Queue:
         last = rows.iloc[-1] if more and len(rows) else None
         key = None if last is None else RankKey(int(last["tier"]), float(last["effective_priority"]),
                                                 float(last["deadline_s"]), str(last["case_id"]))
-        return self._page_rows(rows.to_dict("records"), now), key
+        top = [{"case_id": c, "effective_priority": e} for c, e in zip(rows["case_id"].tolist(),
+                                                                        rows["effective_priority"].tolist())]
+        return self._page_rows(top, now), key
 
     def _page_rows(self, top: list[dict], now: datetime) -> list[dict]:
         """The queue's view of these ranked cases, read in three queries for the whole page."""
         case_ids = [r["case_id"] for r in top]
         with reading(self.engine) as conn:
             # three queries for the whole page rather than three per case
-            rows = {r["case_id"]: r for r in conn.execute(select(T.cases).where(T.cases.c.case_id.in_(case_ids)))
-                    .mappings()}
+            rows = {r["case_id"]: r for r in conn.execute(_PAGE_CASES, {"ids": case_ids}).mappings()}
             links: dict[str, list[str]] = {case_id: [] for case_id in case_ids}
-            for case_id, report_id in conn.execute(
-                    select(T.case_reports.c.case_id, T.case_reports.c.report_id)
-                    .where(T.case_reports.c.case_id.in_(case_ids))
-                    .order_by(T.case_reports.c.case_id, T.case_reports.c.report_id)):
+            for case_id, report_id in conn.execute(_PAGE_LINKS, {"ids": case_ids}):
                 links[case_id].append(report_id)
             report_ids = sorted({rid for ids in links.values() for rid in ids})
             scores = {s["report_id"]: s for start in range(0, len(report_ids), IN_CHUNK)
@@ -784,6 +775,16 @@ def _first_after(ranked: pd.DataFrame, key: RankKey) -> int:
 
 
 RankColumns = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+# Built once: every queue page and case view reads its reports' current scores, and building the statement
+# cost as much as running it.
+_LATEST_SCORES = select(T.report_scores).where(T.report_scores.c.id.in_(
+    select(func.max(T.report_scores.c.id)).where(T.report_scores.c.report_id.in_(bindparam("ids", expanding=True)))
+    .group_by(T.report_scores.c.report_id)))
+_PAGE_CASES = select(T.cases).where(T.cases.c.case_id.in_(bindparam("ids", expanding=True)))
+_PAGE_LINKS = (select(T.case_reports.c.case_id, T.case_reports.c.report_id)
+               .where(T.case_reports.c.case_id.in_(bindparam("ids", expanding=True)))
+               .order_by(T.case_reports.c.case_id, T.case_reports.c.report_id))
 
 
 def _fetch_columns(conn, q) -> RankColumns:
