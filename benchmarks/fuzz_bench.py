@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import hostile
-from benchmarks.online import _tree, serve_docket, tree_cpu_s
+from benchmarks.online import serve_docket, tree_cpu_s, worker_rss_mb
 from benchmarks.queue_bench import load_average, per_store, service_env
 from serving.store.db import make_engine, migrate
 
@@ -67,7 +67,7 @@ def operations(base_url: str, headers: dict[str, str]) -> list:
     return [result.ok() for result in schema.get_all_operations()]
 
 
-def fuzz_all(base_url: str, headers: dict[str, str], examples: int, on_operation=lambda: None) -> tuple[list[str], int]:
+def fuzz_all(base_url: str, headers: dict[str, str], examples: int) -> tuple[list[str], int]:
     """Both generation modes over every operation: the failures and the number of requests."""
     from schemathesis import GenerationMode
 
@@ -77,7 +77,6 @@ def fuzz_all(base_url: str, headers: dict[str, str], examples: int, on_operation
             found, n = fuzz(operation, mode, base_url, headers, examples)
             failures += found
             sent += n
-        on_operation()
     return failures, sent
 
 
@@ -101,19 +100,6 @@ def replay_hostile(base_url: str, headers: dict[str, str], rounds: int, oversize
                 if not 400 <= res.status_code < 500 or took > SLOW:
                     failures.append(f"{method} {path}: {res.status_code} in {took:.1f}s -> {res.text[:200]}")
     return failures, sent
-
-
-def worker_rss_mb(pid: int) -> float:
-    """Resident memory of the largest process under the server: its worker (BentoML's parent is small)."""
-    sizes = []
-    for p in _tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    sizes.append(int(line.split()[1]) / 1024)
-        except OSError:
-            continue
-    return round(max(sizes, default=0.0), 1)
 
 
 def run(config) -> list[dict]:

@@ -331,17 +331,26 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MB."""
-    total_kb = 0
+def _rss_kb(pid: int) -> list[int]:
+    """Resident memory of a process and each of its descendants, in kB (processes gone meanwhile left out)."""
+    sizes = []
     for p in _tree(pid):
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
+            sizes += [int(line.split()[1]) for line in Path(f"/proc/{p}/status").read_text().splitlines()
+                      if line.startswith("VmRSS:")]
         except OSError:
             continue
-    return round(total_kb / 1024, 1)
+    return sizes
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB."""
+    return round(sum(_rss_kb(pid)) / 1024, 1)
+
+
+def worker_rss_mb(pid: int) -> float:
+    """Resident memory of the largest process under a server, in MB: its worker (BentoML's parent is small)."""
+    return round(max(_rss_kb(pid), default=0) / 1024, 1)
 
 
 def tree_cpu_s(pid: int) -> float:

@@ -35,7 +35,6 @@ reports_accepted = Counter(
     "from (api: POST /reports; transactions, fulfilment: the monitors, as events arrive) and what scored them: model "
     "or rules (the rules-only priority while the models are away).",
     labelnames=["source", "scored_by"])
-SOURCES = ("api", "transactions", "fulfilment")
 events_stored = Counter(
     name=f"{PREFIX}_events_stored", documentation="Marketplace events stored by POST /events, by kind.",
     labelnames=["kind"])
