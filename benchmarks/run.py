@@ -25,7 +25,7 @@ LEADING = ("case", "size", "concurrency", "wall_s", "cpu_s", "rows_per_s", "peak
            "target", "pass")
 HIDDEN = ("suite", "ok", "cpu_model", "group")  # cpu_model: the same in every row, named in the header
 # Bulky figures (dicts, long text) that results.json keeps and the markdown tables leave out.
-JSON_ONLY = ("store_counts", "stored_reported", "history_rows", "import_summary")
+JSON_ONLY = ("store_counts", "stored_reported", "history_rows", "import_summary", "series_csv", "plot")
 
 
 def step_names(config: BenchConfig, suites: Sequence[str]) -> list[str]:
