@@ -46,13 +46,21 @@ def simulate(
 
 @app.command()
 def validate(data: Path | None = typer.Option(None, "--data", help=DATA_HELP)) -> None:
-    """Check a data set against the data contract; exit 2 with every problem listed if it fails."""
+    """Check a data set against the data contract and say what it can be used for; exit 2 with every problem
+    listed if it fails, or if it serves no task (accounts and orders alone serve order fraud evaluation)."""
 
     def go() -> None:
+        from features.contract import tasks_served
         from features.io import load_tables
 
-        tables = load_tables(_data_dir(data))
+        tables = load_tables(_data_dir(data), require=["accounts"])
+        served, lacking = tasks_served(set(tables))
         err.print("valid: " + ", ".join(f"{len(df):,} {n}" for n, df in tables.items()), highlight=False)
+        for task, missing in lacking.items():
+            err.print(f"not for {task}: needs {', '.join(missing)}", highlight=False)
+        if not served:
+            raise CliError("the data serves no task: add the tables one of them needs (see docs/data-contract.md)")
+        err.print("serves: " + "; ".join(f"{t.name} ({t.commands.replace('`', '')})" for t in served), highlight=False)
 
     _run(go)
 

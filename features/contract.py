@@ -33,6 +33,9 @@ class Column:
     nullable: bool = False
     allowed: tuple[str, ...] | None = None
     max_length: int | None = None  # `str` columns: ID_MAX unless stated (free text: TEXT_MAX)
+    # None: a file must have the column. Otherwise what its absence means: the column is then read as all
+    # false (bool) or all empty, so a payments data set need not invent a marketplace's shipping facts.
+    absent: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "str" and self.max_length is None:
@@ -68,7 +71,8 @@ ACCOUNTS = Table(
         Column("account_id", "str", "Unique account identifier."),
         Column("created_at", "timestamp", "When the account was opened."),
         Column("role", "category", "Whether the account buys or sells.", allowed=V.ROLES),
-        Column("verified", "bool", "Identity verification passed (seller badge / verified buyer)."),
+        Column("verified", "bool", "Identity verification passed (seller badge / verified buyer).",
+               absent="no verification programme: every account reads as not verified"),
     ),
 )
 
@@ -80,16 +84,23 @@ ORDERS = Table(
         Column("order_id", "str", "Unique order identifier."),
         Column("buyer_id", "str", "Buying account (accounts.account_id)."),
         Column("seller_id", "str", "Selling account (accounts.account_id)."),
-        Column("show_id", "str", "Livestream the order was placed in, if any.", nullable=True),
-        Column("amount", "float", "Order value in USD, > 0."),
+        Column("show_id", "str", "Livestream the order was placed in, if any.", nullable=True,
+               absent="no livestreams: no order was placed in one"),
+        Column("amount", "float", "Order value in USD, >= 0 (0 for a free order or a card check)."),
         Column("created_at", "timestamp", "When the order was placed."),
-        Column("ship_by", "timestamp", "Shipping deadline promised to the buyer."),
-        Column("shipped_at", "timestamp", "When the parcel was handed to the carrier.", nullable=True),
-        Column("delivered_at", "timestamp", "When the carrier reported delivery.", nullable=True),
-        Column("cancelled", "bool", "The order was cancelled."),
-        Column("cancelled_at", "timestamp", "When it was cancelled (set exactly when cancelled).", nullable=True),
-        Column("refunded", "bool", "The buyer was refunded."),
-        Column("refunded_at", "timestamp", "When the refund was issued (set exactly when refunded).", nullable=True),
+        Column("ship_by", "timestamp", "Shipping deadline promised to the buyer; empty when nothing is shipped "
+               "(a digital good, a payment): such an order is never late.", nullable=True,
+               absent="nothing is shipped: no order has a deadline, none is ever late"),
+        Column("shipped_at", "timestamp", "When the parcel was handed to the carrier.", nullable=True,
+               absent="no shipping facts (only with `ship_by` absent too: otherwise every order would be late)"),
+        Column("delivered_at", "timestamp", "When the carrier reported delivery.", nullable=True,
+               absent="no delivery facts"),
+        Column("cancelled", "bool", "The order was cancelled.", absent="no order was cancelled"),
+        Column("cancelled_at", "timestamp", "When it was cancelled (set exactly when cancelled).", nullable=True,
+               absent="no order was cancelled"),
+        Column("refunded", "bool", "The buyer was refunded.", absent="no order was refunded"),
+        Column("refunded_at", "timestamp", "When the refund was issued (set exactly when refunded).", nullable=True,
+               absent="no order was refunded"),
         Column("fraud", "bool", "Chargeback or confirmed fraud on this order."),
         Column(
             "fraud_known_at",
@@ -196,6 +207,36 @@ TRUTH_ORDERS = Table(
 TABLES: dict[str, Table] = {
     t.name: t for t in (ACCOUNTS, ORDERS, REPORTS, ENFORCEMENTS, OUTCOMES, TRUTH_REPORTS, TRUTH_ORDERS)
 }
+
+
+
+@dataclass(frozen=True)
+class Task:
+    """One use of a data set and the tables it cannot do without (the other tables count as empty)."""
+    name: str
+    tables: tuple[str, ...]
+    commands: str
+
+
+# What each use of a data set needs. A table's `required` means required by the full service; `docket validate`
+# accepts any data set that serves at least one task and names the tasks it serves and what the others lack, so
+# accounts and orders alone are a valid payments data set for evaluating order fraud.
+TASKS: tuple[Task, ...] = (
+    Task("order fraud", ("accounts", "orders"),
+         "`docket evaluate`: the transaction fraud model against its baselines"),
+    Task("report models", ("accounts", "reports", "outcomes"),
+         "`docket evaluate`: validity, severity and report fraud, and the queue replay"),
+    Task("the service", tuple(t.name for t in TABLES.values() if t.required),
+         "`docket train`, `docket import`, `make serve`"),
+)
+
+
+def tasks_served(present: set[str] | frozenset[str]) -> tuple[list[Task], dict[str, list[str]]]:
+    """The tasks a data set with these tables serves, and for each other task the tables it lacks."""
+    served = [t for t in TASKS if set(t.tables) <= set(present)]
+    lacking = {t.name: [n for n in t.tables if n not in present] for t in TASKS if t not in served}
+    return served, lacking
+
 
 # (table, column) -> (table, key column): references checked on load.
 REFERENCES: tuple[tuple[str, str, str, str], ...] = (

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from features import vocabulary as V
-from features.contract import ID_MAX, NAME_MAX, REFERENCES, TABLES, TEXT_MAX, TIME_RANGE, Column, Table
+from features.contract import ID_MAX, NAME_MAX, REFERENCES, TABLES, TASKS, TEXT_MAX, TIME_RANGE, Column, Table
 from features.io import FORMATS, free_text_columns
 from features.validate import BOOL_STRINGS, CONSISTENCY_RULES, LINKED_ORDERS, RANGES
 
@@ -61,19 +61,30 @@ def _intro() -> str:
 
 def _overview() -> str:
     rows = [
-        f"| [`{t.name}`](#{t.name}) | {'yes' if t.required else 'no'} | {_code(t.key) if t.key else ''} | {_cell(t.doc)} |"
+        f"| [`{t.name}`](#{t.name}) | {_needed_by(t)} | {_code(t.key) if t.key else ''} | {_cell(t.doc)} |"
         for t in TABLES.values()
     ]
-    return "\n".join(["## Tables", "", "| table | required | key | holds |", "|---|---|---|---|", *rows, ""])
+    tasks = [f"| {task.name} | {', '.join(f'`{n}`' for n in task.tables)} | {task.commands} |" for task in TASKS]
+    return "\n".join(["## What a data set is for", "",
+                      "A data set may hold only some tables: `docket validate` accepts it when it serves at least one",
+                      "of these uses, and names the uses it serves and what the others lack. A table a use does not",
+                      "need counts as empty.", "",
+                      "| use | needs | commands |", "|---|---|---|", *tasks, "",
+                      "## Tables", "", "| table | needed by | key | holds |", "|---|---|---|---|", *rows, ""])
+
+
+def _needed_by(table: Table) -> str:
+    return ", ".join(task.name for task in TASKS if table.name in task.tables) or "nothing (optional)"
 
 
 def _table_section(table: Table) -> str:
     lines = [f"## {table.name}", "", table.doc, ""]
     lines.append(f"- File: {' or '.join(f'`{table.name}.{fmt}`' for fmt in FORMATS)}.")
-    lines.append(f"- Required: {'yes' if table.required else 'no'}.")
+    lines.append(f"- Needed by: {_needed_by(table)}.")
     if table.key:
         lines.append(f"- Key: `{table.key}` (unique).")
-    lines += ["", "| column | type | nullable | allowed values | meaning |", "|---|---|---|---|---|"]
+    lines += ["", "| column | type | nullable | allowed values | meaning | if the file leaves it out |",
+              "|---|---|---|---|---|---|"]
     lines += [_column_row(c) for c in table.columns]
     rules = _rules(table)
     if rules:
@@ -87,7 +98,9 @@ def _table_section(table: Table) -> str:
 def _column_row(column: Column) -> str:
     allowed = ", ".join(f"`{v}`" for v in column.allowed) if column.allowed else ""
     kind = f"{column.kind} (max {column.max_length:,})" if column.max_length else column.kind
-    return f"| `{column.name}` | {kind} | {'yes' if column.nullable else 'no'} | {allowed} | {_cell(column.doc)} |"
+    absent = _cell(column.absent) if column.absent else "required"
+    return (f"| `{column.name}` | {kind} | {'yes' if column.nullable else 'no'} | {allowed} | {_cell(column.doc)} "
+            f"| {absent} |")
 
 
 def _rules(table: Table) -> list[str]:

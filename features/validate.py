@@ -36,8 +36,9 @@ from features import vocabulary as V
 from features.contract import REFERENCES, TABLES, Column, Table
 
 MAX_EXAMPLES = 3
-# The only spellings of a boolean accepted in text (CSV) input.
-BOOL_STRINGS: dict[str, bool] = {"true": True, "false": False, "1": True, "0": False}
+# The only spellings of a boolean accepted in text (CSV) input: JSON's, Python's (what pandas' to_csv writes) and
+# 0/1. Anything else ("yes", "t", "TRUE") is a problem rather than a guess.
+BOOL_STRINGS: dict[str, bool] = {"true": True, "false": False, "True": True, "False": False, "1": True, "0": False}
 # Digits with an optional minus: "3.0", "1e3" or " 3" in an int column are typos, not numbers to round.
 # At most 18 digits, so every match fits in int64.
 INT_PATTERN = r"-?\d{1,18}"
@@ -98,11 +99,10 @@ class Range:
     column: str
     low: float | None = None
     high: float | None = None
-    low_open: bool = False
 
     def describe(self) -> str:
         if self.high is None:
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
+            return f">= {self.low:g}"
         if self.low is None:
             return f"<= {self.high:g}"
         return f"between {self.low:g} and {self.high:g}"
@@ -110,14 +110,14 @@ class Range:
     def outside(self, values: pd.Series) -> pd.Series:
         bad = pd.Series(False, index=values.index)
         if self.low is not None:
-            bad |= (values <= self.low) if self.low_open else (values < self.low)
+            bad |= values < self.low
         if self.high is not None:
             bad |= values > self.high
         return bad
 
 
 RANGES: tuple[Range, ...] = (
-    Range("orders", "amount", low=0, low_open=True),
+    Range("orders", "amount", low=0),
     Range("enforcements", "action_days", low=0, high=36500),
     *(
         Range(t, c.name, low=0, high=1)
@@ -217,7 +217,9 @@ def check_table(table: Table, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Prob
     repeated = df.columns.duplicated()
     problems = [Problem(table.name, str(c), 0, "column appears more than once") for c in df.columns[repeated].unique()]
     df = df.loc[:, ~repeated]
-    problems += [Problem(table.name, c, 0, "missing column") for c in table.column_names if c not in df.columns]
+    problems += [Problem(table.name, c.name, 0, "missing column") for c in table.columns
+                 if c.name not in df.columns and c.absent is None]
+    problems += _absent_together(table, df)
     problems += [
         Problem(table.name, str(c), 0, "unexpected column (not in the contract)")
         for c in df.columns
@@ -228,10 +230,31 @@ def check_table(table: Table, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Prob
         if column.name in df.columns:
             columns[column.name], found = _check_column(table, column, df[column.name], df)
             problems += found
+        elif column.absent is not None:  # an optional column the file leaves out: what its absence means
+            columns[column.name] = _absent_values(column, df.index)
     frame = pd.DataFrame(columns, index=df.index)
     for check in (_check_key, _check_time_order, _check_flag_times, _check_ranges, _check_consistency):
         problems += check(table, frame)
     return frame, problems
+
+
+# (column, column it may not be absent without): `shipped_at` absent beside a `ship_by` would make every order
+# late, which is a file cut short rather than what the data means.
+ABSENT_TOGETHER: tuple[tuple[str, str, str], ...] = (("orders", "shipped_at", "ship_by"),)
+
+
+def _absent_together(table: Table, df: pd.DataFrame) -> list[Problem]:
+    return [Problem(table.name, column, 0, f"missing column (it may be left out only when `{other}` is too: "
+                                           f"with `{other}` and no `{column}` every order would count as late)")
+            for name, column, other in ABSENT_TOGETHER
+            if name == table.name and column not in df.columns and other in df.columns]
+
+
+def _absent_values(column: Column, index: pd.Index) -> pd.Series:
+    """An optional column the file leaves out, read as its documented meaning: all false, or all empty."""
+    if column.kind == "bool":
+        return pd.Series(False, index=index, dtype="bool")
+    return _empty(pd.Series(None, index=index, dtype=object), column)
 
 
 def check_links(frames: Mapping[str, pd.DataFrame]) -> list[Problem]:

@@ -97,11 +97,11 @@ def _order_entries(account_id: str, orders, facts) -> list[dict]:
         sold = o["seller_id"] == account_id
         other = o["buyer_id"] if sold else o["seller_id"]
         out.append(_entry(o["created_at"], "order", o["order_id"],
-                          f"{'sold to' if sold else 'bought from'} {other}, amount {o['amount']:.2f}; "
-                          f"to ship by {o['ship_by']:%Y-%m-%d %H:%M}"))
+                          f"{'sold to' if sold else 'bought from'} {other}, amount {o['amount']:.2f}"
+                          + (f"; to ship by {o['ship_by']:%Y-%m-%d %H:%M}" if o["ship_by"] is not None else "")))
     for f in facts:
         order = by_id[f["order_id"]]
-        late = f["fact"] == "shipped" and f["at"] > order["ship_by"]
+        late = f["fact"] == "shipped" and order["ship_by"] is not None and f["at"] > order["ship_by"]
         what = f"order {FACT_WORDS.get(f['fact'], f['fact'])}" + (" late" if late else "")
         out.append(_entry(f["at"], "order", f["order_id"], what, "late" if late else FACT_FLAGS.get(f["fact"])))
     return out

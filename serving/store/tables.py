@@ -289,7 +289,7 @@ market_orders = Table(
     Column("show_id", String(128), nullable=True),
     Column("amount", Float, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
-    Column("ship_by", UTCDateTime, nullable=False),
+    Column("ship_by", UTCDateTime, nullable=True),  # migration 0009: nothing shipped, never late
     *_received(),
 )
 

@@ -31,6 +31,25 @@ def test_validate_rejects_bad_data_with_exit_2_and_no_traceback(tmp_path):
     assert "accounts.role" in res.stderr and "admin" in res.stderr
 
 
+def test_validate_takes_a_payments_data_set_and_says_what_it_serves(tmp_path):
+    """Accounts and orders with only a payment's columns (no shipping, no verification, a 0.00 card check, booleans
+    as pandas writes them) are a data set for order fraud; without orders it serves nothing and says so."""
+    d = tmp_path / "pay"
+    d.mkdir()
+    (d / "accounts.csv").write_text("account_id,created_at,role\nb1,2025-01-01T00:00:00Z,buyer\n"
+                                    "s1,2025-01-01T00:00:00Z,seller\n")
+    (d / "orders.csv").write_text("order_id,buyer_id,seller_id,amount,created_at,fraud,fraud_known_at\n"
+                                  "o1,b1,s1,0.00,2025-02-01T00:00:00Z,False,\n"
+                                  "o2,b1,s1,19.99,2025-02-02T00:00:00Z,True,2025-03-01T00:00:00Z\n")
+    res = run("validate", "--data", str(d))
+    assert res.returncode == 0, res.stderr
+    assert "valid: 2 accounts, 2 orders" in res.stderr and "serves: order fraud" in res.stderr
+    assert "not for report models: needs reports, outcomes" in res.stderr
+    (d / "orders.csv").unlink()
+    res = run("validate", "--data", str(d))
+    assert res.returncode == 2 and "serves no task" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_missing_data_folder_is_one_readable_line(tmp_path):
     res = run("train", "--data", str(tmp_path / "nowhere"))
     assert res.returncode == 2

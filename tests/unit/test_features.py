@@ -14,6 +14,7 @@ from features.build import (
     report_features,
 )
 from features.history import History
+from features.validate import validate_tables
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +186,20 @@ def test_seller_fraud_features_on_a_hand_built_history():
     assert X["seller_refund_rate_ever"] == pytest.approx(1 / 2)
     assert X["seller_chargebacks_per_mature_sale"] == pytest.approx(1 / 2)
     assert X["amount_vs_seller_mean_ever"] == pytest.approx(60.0 / 15.0)
+
+
+def test_an_order_without_a_ship_by_is_sold_but_never_late():
+    tables = _tiny_tables()
+    when = lambda day: pd.Series([_ts(day) if day is not None else pd.NaT], dtype="datetime64[us, UTC]")  # noqa: E731
+    never_due = pd.DataFrame({
+        "order_id": ["o4"], "buyer_id": ["b"], "seller_id": ["s1"], "show_id": [None], "amount": [15.0],
+        "created_at": when(3), "ship_by": when(None), "shipped_at": when(None), "delivered_at": when(None),
+        "cancelled": [False], "cancelled_at": when(None), "refunded": [False], "refunded_at": when(None),
+        "fraud": [False], "fraud_known_at": when(None)})
+    tables["orders"] = pd.concat([tables["orders"], never_due], ignore_index=True)
+    X = order_features(_order_at(40, seller="s1"), History.from_tables(validate_tables(tables, require=["accounts"]))).iloc[0]
+    assert X["seller_sold_ever"] == 3
+    assert X["seller_late_rate_ever"] == pytest.approx(1 / 2)  # o2 of the two with a ship-by; o4 was never due
 
 
 def test_fraud_labels_count_only_once_known():

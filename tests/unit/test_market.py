@@ -13,7 +13,9 @@ from features.validate import validate_table
 from policy.file import load_policy
 from policy.penalty import Account, Action, PastViolation, account_health
 from serving.input_checks import RequestError
+from serving.enforcement.ledger import Ledger
 from serving.market.event_store import Market
+from serving.market.timeline import account_timeline
 from serving.store.conflicts import ConflictError
 from serving.market.events import check_batch
 from serving.store import tables as T
@@ -113,6 +115,21 @@ def test_an_orders_inline_facts_and_its_later_updates_are_one_order(market):
     assert o1["delivered_at"] == pd.Timestamp("2025-02-05T12:00:00Z")
     assert o1["refunded"] and o1["refunded_at"] == pd.Timestamp("2025-02-06T12:00:00Z")
     assert not o1["cancelled"] and pd.isna(o1["cancelled_at"]) and not o1["fraud"]
+
+
+def test_an_order_without_a_ship_by_is_stored_and_read_back_without_one(market):
+    """A payment or a digital good promises no shipping (migration 0009 let the store hold it), and the account's
+    timeline shows the order without a deadline and its shipping as never late."""
+    ingest(market, FIRST)
+    ingest(market, {"orders": [{k: v for k, v in order("pay1", amount=0.0).items() if k != "ship_by"}]})
+    ingest(market, {"order_updates": [{"order_id": "pay1", "fact": "shipped", "at": "2025-03-01T00:00:00Z"}]})
+    pay1 = market.tables()[1]["orders"].set_index("order_id").loc["pay1"]
+    assert pd.isna(pay1["ship_by"]) and pay1["amount"] == 0.0
+    assert pay1["shipped_at"] == pd.Timestamp("2025-03-01T00:00:00Z")
+    entries = [e for e in account_timeline(market.engine, Ledger(market.engine, load_policy()), "b1", NOW)["entries"]
+               if e["ref"] == "pay1"]
+    assert sorted(e["what"] for e in entries) == ["bought from s1, amount 0.00", "order shipped"]
+    assert all(e["flag"] is None for e in entries)  # no deadline: never late
 
 
 def test_since_returns_only_rows_changed_after_it_each_in_its_current_version(market):

@@ -44,14 +44,14 @@ class Shop:
         self.accounts.append({"account_id": seller_id, "created_at": day(age_days), "role": "seller", "verified": True})
         return self
 
-    def order(self, order_id: str, seller: str, created: float, ship_by: float, shipped: float | None = None,
+    def order(self, order_id: str, seller: str, created: float, ship_by: float | None, shipped: float | None = None,
               cancelled: float | None = None, refunded: float | None = None, amount: float = 20.0) -> "Shop":
         """An order with its times in days before AS_OF; shipped None = never shipped."""
         def at(d):
             return None if d is None else day(d)
         self.orders.append({
             "order_id": order_id, "buyer_id": "b1", "seller_id": seller, "show_id": None, "amount": amount,
-            "created_at": day(created), "ship_by": day(ship_by), "shipped_at": at(shipped), "delivered_at": None,
+            "created_at": day(created), "ship_by": at(ship_by), "shipped_at": at(shipped), "delivered_at": None,
             "cancelled": cancelled is not None, "cancelled_at": at(cancelled),
             "refunded": refunded is not None, "refunded_at": at(refunded), "fraud": False, "fraud_known_at": None,
         })
@@ -127,6 +127,15 @@ def test_seller_missing_ship_by_on_4_of_10_due_orders_gets_one_shipping_delay_re
         assert order_id in r["description"]
     assert "40.0%" in r["description"] and "20.0%" in r["description"]
     assert ev["seller_age_days"] == 200.0
+
+
+def test_orders_without_a_ship_by_are_never_due_nor_late():
+    """A payment or a digital good promises no shipping: it neither counts as due nor as missed."""
+    shop = late_seller(Shop())
+    for i in range(10):
+        shop.order(f"s1-payment{i}", "s1", created=20 - i, ship_by=None)  # never shipped either
+    (report,) = run_fulfillment(shop, ONLY_LATE)
+    assert (report[EVIDENCE_KEY]["count"], report[EVIDENCE_KEY]["base"]) == (4, 10)  # as without them
 
 
 def test_orders_not_yet_due_at_as_of_are_not_judged():

@@ -173,6 +173,50 @@ def test_validate_table_accepts_all_empty_nullable_column_of_any_dtype():
     assert validate_table("orders", orders)["show_id"].isna().all()
 
 
+# --- bring your own data: a payments data set ----------------------------------------------------
+
+PAYMENTS_ORDER_COLUMNS = ["order_id", "buyer_id", "seller_id", "amount", "created_at", "fraud", "fraud_known_at"]
+
+
+def test_a_payments_data_set_leaves_out_the_marketplace_columns_and_reads_them_as_the_contract_says():
+    tables = marketplace()
+    accounts = tables["accounts"].drop(columns=["verified"])
+    orders = tables["orders"][PAYMENTS_ORDER_COLUMNS].assign(amount=[0.0, 40.5])  # a free order or card check
+    frames = validate_tables({"accounts": accounts, "orders": orders}, require=["accounts", "orders"])
+    assert list(frames["orders"].columns) == list(TABLES["orders"].column_names)
+    assert list(frames["accounts"].columns) == list(TABLES["accounts"].column_names)
+    assert frames["accounts"]["verified"].dtype == bool and not frames["accounts"]["verified"].any()
+    assert not frames["orders"]["cancelled"].any() and not frames["orders"]["refunded"].any()
+    absent = ["show_id", "ship_by", "shipped_at", "delivered_at", "cancelled_at", "refunded_at"]
+    assert frames["orders"][absent].isna().all().all()
+    assert frames["orders"]["ship_by"].dtype == "datetime64[us, UTC]"
+    assert frames["orders"]["amount"].tolist() == [0.0, 40.5]
+    assert frames["orders"]["fraud"].tolist() == [True, False]
+
+
+def test_every_column_the_contract_lets_a_file_leave_out_says_what_that_means():
+    optional = {(t.name, c.name) for t in TABLES.values() for c in t.columns if c.absent}
+    assert optional == {("accounts", "verified"), *(("orders", c) for c in (
+        "show_id", "ship_by", "shipped_at", "delivered_at", "cancelled", "cancelled_at", "refunded", "refunded_at"))}
+    for name, column in optional:
+        assert TABLES[name].column(column).kind == "bool" or TABLES[name].column(column).nullable
+
+
+def test_shipped_at_left_out_beside_a_ship_by_is_a_problem_not_every_order_late():
+    tables = marketplace()
+    tables["orders"] = tables["orders"].drop(columns=["shipped_at", "delivered_at"])
+    problem = only_problem(tables)
+    assert (problem.table, problem.column) == ("orders", "shipped_at")
+    assert "ship_by" in problem.message and "late" in problem.message
+
+
+def test_a_flag_left_out_while_its_time_is_given_is_reported_by_the_flag_rule():
+    tables = marketplace()
+    tables["orders"] = tables["orders"].drop(columns=["cancelled"])  # o2 has a cancelled_at
+    problem = only_problem(tables)
+    assert (problem.table, problem.rows) == ("orders", 1) and "cancelled" in problem.message
+
+
 # --- problems within a table ------------------------------------------------------------------
 
 
@@ -200,13 +244,19 @@ def test_text_in_float_column_is_reported_with_examples():
     assert "'twelve'" in problem.message
 
 
-@pytest.mark.parametrize("bad", ["yes", "True", "t", "2"])
+@pytest.mark.parametrize("bad", ["yes", "TRUE", "t", "2"])
 def test_non_boolean_in_bool_column_is_reported(bad):
     tables = marketplace()
     tables["accounts"]["verified"] = ["true", bad, "0"]
     problem = only_problem(tables)
     assert (problem.table, problem.column, problem.rows) == ("accounts", "verified", 1)
     assert repr(bad) in problem.message
+
+
+def test_python_spelling_of_booleans_is_read_as_pandas_writes_it():
+    tables = marketplace()
+    tables["accounts"]["verified"] = ["True", "False", "true"]
+    assert validate_tables(tables, require=["accounts"])["accounts"]["verified"].tolist() == [True, False, True]
 
 
 def test_number_other_than_zero_or_one_in_bool_column_is_reported():
@@ -312,7 +362,7 @@ def test_time_set_without_its_flag_is_reported():
 
 @pytest.mark.parametrize(
     ("table", "column", "value"),
-    [("orders", "amount", 0.0), ("orders", "amount", -5.0), ("enforcements", "action_days", -1), ("enforcements", "action_days", 36501)],
+    [("orders", "amount", -0.01), ("orders", "amount", -5.0), ("enforcements", "action_days", -1), ("enforcements", "action_days", 36501)],
 )
 def test_impossible_numbers_are_reported(table, column, value):
     tables = marketplace()
@@ -437,12 +487,12 @@ def test_problems_from_all_tables_and_links_are_raised_together():
 def test_error_message_has_one_line_per_problem_naming_table_column_and_rows():
     tables = marketplace()
     tables["reports"]["category"] = ["hatespeech", "spam"]
-    tables["orders"].loc[:, "amount"] = [0.0, -2.0]
+    tables["orders"].loc[:, "amount"] = [-0.5, -2.0]
     with pytest.raises(ContractError) as caught:
         validate_tables(tables)
     lines = str(caught.value).splitlines()
     assert lines == [
-        "orders.amount: 2 rows have values not > 0 (e.g. 0.0, -2.0)",
+        "orders.amount: 2 rows have values not >= 0 (e.g. -0.5, -2.0)",
         "reports.category: 1 row has unknown values 'hatespeech' (allowed: "
         + ", ".join(TABLES["reports"].column("category").allowed)
         + ")",
