@@ -14,7 +14,8 @@ from cli.support import data_dir as _data_dir
 from cli.support import run as _run
 from config import settings as S
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Docket: Trust & Safety triage and fraud scoring.")
+# rich_markup_mode=None: help texts are plain, so their "[default: ...]" is printed rather than read as markup.
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="Docket: Trust & Safety triage and fraud scoring.")
 
 
 @app.command()
@@ -103,7 +104,7 @@ app.command()(cli_models.promote)
 app.command("bench")(cli_bench.bench)
 
 
-keys_app = typer.Typer(no_args_is_help=True, help="API keys: stored hashed, shown once.")
+keys_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="API keys: stored hashed, shown once.")
 app.add_typer(keys_app, name="keys")
 
 

@@ -18,7 +18,6 @@ from config import settings as S
 HEADERS = {"roc_auc": "AUC", "average_precision": "AP", "precision_at_k": "P@k", "recall_at_k": "R@k",
            "card_precision_at_k": "card P@k", "brier": "Brier", "ece": "ECE", "share_of_oracle_average_precision": "AP/oracle",
            "macro_f1": "macro F1", "quadratic_kappa": "QWK", "log_loss": "log loss", "top_class_ece": "top-class ECE"}
-WINDOW_HELP = "ISO-8601 date or time (UTC when no zone) [default: derived from the data]."
 
 
 def _quiet_mlflow() -> None:
@@ -102,20 +101,51 @@ def train(
 
 def evaluate(
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
-    train_start: str | None = typer.Option(None, "--train-start", help=WINDOW_HELP),
-    train_end: str | None = typer.Option(None, "--train-end", help="End of training (exclusive); labels count as known then. " + WINDOW_HELP),
-    test_start: str | None = typer.Option(None, "--test-start", help=WINDOW_HELP),
-    test_end: str | None = typer.Option(None, "--test-end", help=WINDOW_HELP),
+    train_start: str | None = typer.Option(
+        None, "--train-start", help="Start of training (inclusive). ISO-8601 date or time (UTC when no zone) "
+                                    "[default: the data's first event]."),
+    train_end: str | None = typer.Option(
+        None, "--train-end", help="End of training (exclusive); training labels count as known then. ISO-8601 "
+                                  "[default: --test-start]."),
+    test_start: str | None = typer.Option(
+        None, "--test-start", help="Start of the test window (inclusive). ISO-8601 [default: --train-end if given, "
+                                   "else where the last 20% of the data's time span begins]."),
+    test_end: str | None = typer.Option(
+        None, "--test-end", help="End of the test window (exclusive). ISO-8601 [default: just after the data's "
+                                 "last event]."),
     label_delay_days: int | None = typer.Option(None, "--label-delay-days", min=0,
                                                 help="Days before an order without a chargeback counts as genuine "
                                                      "[default: 90th percentile of observed chargeback delays]."),
-    folds: int = typer.Option(1, "--folds", min=1, help="Rolling-origin folds ending with the test window; figures get mean and spread."),
-    review_share: float = typer.Option(0.05, "--review-share", min=0.0001, max=1.0,
-                                       help="Fraud reviews a day as a share of the mean daily volume: the k of precision@k."),
+    folds: int = typer.Option(1, "--folds", min=1,
+                              help="Rolling-origin folds ending with the test window, each testing on a window as "
+                                   "long; figures get mean and spread. Each fold must train for at least one test "
+                                   "window."),
+    review_share: float | None = typer.Option(
+        None, "--review-share", min=0.0001, max=1.0,
+        help="Fraud reviews a day as a share of the test window's mean daily volume: the k of precision@k and card "
+             "precision@k [default: 0.05]. Not with --k."),
+    k: int | None = typer.Option(None, "--k", min=1,
+                                 help="Fraud reviews a day, set directly: the k of card precision@k (precision@k "
+                                      "takes k x days over the window). Not with --review-share."),
+    exclude_known_fraud_accounts: bool = typer.Option(
+        False, "--exclude-known-fraud-accounts",
+        help="Card-precision protocol: leave out of each test day the orders whose buyer's fraud (fraud_known_at of "
+             "any of its orders) was known before the day began, and, for report fraud, the reports whose subject "
+             "was confirmed as fraud on a report resolved before it; the same rows for every ranker. evaluation.json "
+             "counts the rows left out."),
+    scores_out: Path | None = typer.Option(
+        None, "--scores-out",
+        help="Write each fraud test row's scores: task, id, account, day, label and a column per ranker (model, "
+             "logistic_regression, depth2_tree, rules for reports, fifo, oracle when the data has truth tables). "
+             "CSV, or Parquet if the name ends .parquet. With --folds > 1: the last fold's test window."),
     out_dir: Path = typer.Option(Path("evaluation"), "--out", help="Folder for evaluation.json and the plots."),
 ) -> None:
     """Train on the training window, measure the models and every baseline on the test window, write
-    evaluation.json and plots, and log them to MLflow. Partial data sets evaluate what they can."""
+    evaluation.json and plots, and log them to MLflow. Partial data sets evaluate what they can; windows that
+    leave nothing to evaluate exit 2 saying why and what to change. Windows: starts are inclusive, ends exclusive. By default the test window is the last 20% of the data's
+    time span and training is everything before it. The models fit on the earliest 87.5% of the labelled
+    training rows and the latest 12.5% calibrate them; the baselines learn from all of them, logistic
+    regression from a seeded sample of 50,000 when there are more. evaluation.json's "protocol" states these."""
 
     def go() -> None:
         import mlflow
@@ -123,25 +153,38 @@ def evaluate(
         from features.io import load_tables
         from policy.file import load_queue_policy
         from training import evaluation_output
-        from training.evaluation import Options
+        from training.evaluation import REVIEW_SHARE, Options, nothing_evaluated
         from training.evaluation import evaluate as run
         from training.evaluation_data import prepare
         from training.train import data_fingerprint
-        from training.windows import resolve_windows, rolling_windows
+        from training.windows import data_span, resolve_windows, rolling_windows
 
+        if k is not None and review_share is not None:
+            raise CliError("--k and --review-share both set the fraud reviews a day; give one of them")
         settings = S.Settings.from_env()
         tables = load_tables(_data_dir(data), require=["accounts"])
         base = resolve_windows(tables, train_start=train_start, train_end=train_end, test_start=test_start,
                                test_end=test_end, label_delay_days=label_delay_days)
-        windows = rolling_windows(base, folds)
+        windows = rolling_windows(base, folds, data_span(tables)[0])
         names = ["features"] + [f"fold {i + 1}/{folds} {part}" for i in range(folds) for part in ("reports", "orders")]
-        options = Options(seed=settings.seed, threads=max(settings.num_threads, 2), review_share=review_share)
+        options = Options(seed=settings.seed, threads=max(settings.num_threads, 2),
+                          review_share=REVIEW_SHARE if review_share is None else review_share, k_per_day=k,
+                          exclude_known_fraud_accounts=exclude_known_fraud_accounts)
+        rules = load_queue_policy()
         with steps("evaluate", [*names, "write"]) as advance:
             prep = prepare(tables)
             advance("features")
-            evaluations = [run(prep, w, load_queue_policy(), options, on_step=advance) for w in windows]
+            evaluations = []
+            for i, w in enumerate(windows):
+                evaluations.append(run(prep, w, rules, options, on_step=advance))
+                problem = nothing_evaluated(evaluations[-1])
+                if problem:
+                    raise CliError(f"fold {i + 1}/{folds}: {problem}" if folds > 1 else problem)
             fingerprint = data_fingerprint(tables)
             written = evaluation_output.write(evaluations, out_dir, fingerprint)
+            if scores_out is not None:
+                scores = evaluation_output.scores_table(evaluations[-1])
+                evaluation_output.write_scores(scores, scores_out)
             mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
             mlflow.set_experiment("docket-evaluation")
             with mlflow.start_run(run_name="evaluate") as mlrun:
@@ -149,9 +192,16 @@ def evaluate(
             advance("write")
         for ev in evaluations:
             err.print(f"window: {ev.windows.describe()}", highlight=False)
-        _print_evaluation(evaluations[-1].report, "most recent window" if folds > 1 else "test window")
+        last = evaluations[-1].report
+        _print_evaluation(last, "most recent window" if folds > 1 else "test window")
         if folds > 1:
             _print_folds(evaluation_output.document(evaluations, fingerprint)["across_folds"], folds)
+        if exclude_known_fraud_accounts:
+            left_out = ", ".join(f"{last[t]['excluded_known_fraud_account_rows']:,} from {t}"
+                                 for t in ("fraud_reports", "fraud_orders") if t in last)
+            err.print(f"left out test rows of accounts with fraud known before their day: {left_out}", highlight=False)
+        if scores_out is not None:
+            err.print(f"wrote the scores of {len(scores):,} test rows to {scores_out}", highlight=False)
         err.print(f"wrote {len(written)} files to {out_dir} (MLflow run {mlrun.info.run_id[:8]})", highlight=False)
 
     _run(go)

@@ -18,6 +18,9 @@ from training.baselines import ORACLE
 from training.evaluation import Evaluation, across_folds, flatten
 from training.window_scoring import LOGISTIC, MODEL
 
+# The fraud tasks as evaluation.json names them, with their curves' names in Evaluation.curves.
+FRAUD_CURVES = {"fraud_reports": "fraud (reports)", "fraud_orders": "fraud (orders)"}
+
 SUMMARY_METRICS: dict[str, tuple[str, ...]] = {
     "fraud_reports": ("roc_auc", "average_precision", "precision_at_k", "recall_at_k", "card_precision_at_k",
                       "brier", "ece", "share_of_oracle_average_precision"),
@@ -65,6 +68,38 @@ def fold_figures(reports: Sequence[dict]) -> dict[str, "plots.plt.Figure"]:
         if per:
             out[f"plots/folds_{task}_average_precision.png"] = plots.across_folds(per, f"{task} average precision")
     return out
+
+
+def scores_table(ev: Evaluation) -> pd.DataFrame:
+    """One row per test row each fraud task ranked: task, id, account, day, label and every ranker's score
+    (a column per ranker; blank where a ranker does not rank that task, e.g. the rules for orders).
+
+    The rows and scores are exactly the ones behind the fraud figures (after any exclusion), so a
+    reader can recompute every figure, or try another k, from the file."""
+    parts = []
+    for task, curve in FRAUD_CURVES.items():
+        if task not in ev.ranked:
+            continue
+        curves = ev.curves[curve]
+        part = ev.ranked[task].copy()
+        part.insert(0, "task", task)
+        part["label"] = next(iter(curves.values()))[0].astype(int)
+        for ranker, (_, scores) in curves.items():
+            part[ranker] = np.asarray(scores, float)
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=["task", "id", "account", "day", "label"])
+    return pd.concat(parts, ignore_index=True, sort=False)
+
+
+def write_scores(table: pd.DataFrame, path: Path) -> Path:
+    """The scores table as Parquet when the name ends .parquet, else as CSV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".parquet":
+        table.to_parquet(path, index=False)
+    else:
+        table.to_csv(path, index=False)
+    return path
 
 
 def _clean(value):
@@ -117,7 +152,8 @@ def log_to_mlflow(evaluations: Sequence[Evaluation], written: dict[str, Path], d
 
     last = evaluations[-1]
     mlflow.set_tags({"data_fingerprint": data_fingerprint, **{f"window.{k}": v for k, v in last.windows.as_dict().items()}})
-    mlflow.log_params({"folds": len(evaluations), **{k: v for k, v in last.windows.as_dict().items()}})
+    mlflow.log_params({"folds": len(evaluations), **{k: v for k, v in last.windows.as_dict().items()},
+                       **_protocol_params(last.report.get("protocol", {}))})
     if len(evaluations) > 1:
         metrics = {f"{k}.mean": v["mean"] for k, v in across_folds([e.report for e in evaluations]).items()}
         metrics |= {f"{k}.std": v["std"] for k, v in across_folds([e.report for e in evaluations]).items()}
@@ -126,6 +162,13 @@ def log_to_mlflow(evaluations: Sequence[Evaluation], written: dict[str, Path], d
     mlflow.log_metrics({_metric_name(k): v for k, v in metrics.items()})
     for name, path in written.items():
         mlflow.log_artifact(str(path), artifact_path=str(Path(name).parent) if "/" in name else None)
+
+
+def _protocol_params(protocol: dict) -> dict:
+    """The protocol's figures and switches as MLflow parameters (its sentences stay in evaluation.json)."""
+    flat = {f"protocol.{k}": v for k, v in protocol.items() if not isinstance(v, (str, dict, list))}
+    flat |= {f"protocol.review_capacity.{k}": v for k, v in protocol.get("review_capacity", {}).items()}
+    return flat
 
 
 def _metric_name(key: str) -> str:

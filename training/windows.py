@@ -104,19 +104,78 @@ def resolve_windows(tables: dict[str, pd.DataFrame], *, train_start=None, train_
     )
 
 
-def rolling_windows(base: Windows, folds: int) -> list[Windows]:
+def rolling_windows(base: Windows, folds: int, data_start: pd.Timestamp | None = None) -> list[Windows]:
     """`folds` rolling-origin windows ending with `base`: each earlier fold's test window is the one
-    before, of the same length; each trains on everything from train_start up to its test window."""
+    before, of the same length; each trains on everything from train_start up to its test window.
+
+    Every fold must train on at least one test window's time: the earliest fold has the least, so
+    the folds fit when the base training window holds `folds` test windows. `data_start` (the data's
+    first event), when given, keeps "an earlier --train-start" out of the advice if no data is there.
+    """
     if folds < 1:
         raise WindowError(f"folds must be at least 1, got {folds}")
     length = base.test_end - base.test_start
+    if base.train_end - base.train_start < folds * length:
+        raise WindowError(too_little_training(base, folds, data_start))
     gap = base.test_start - base.train_end
     out = []
     for k in range(folds - 1, -1, -1):
         test_start = base.test_start - k * length
-        train_end = test_start - gap
-        if train_end <= base.train_start + length:
-            raise WindowError(f"{folds} folds of {length.days} days leave fold {folds - k} less training time "
-                              f"than one test window; ask for fewer folds")
-        out.append(Windows(base.train_start, train_end, test_start, test_start + length, base.label_delay_days))
+        out.append(Windows(base.train_start, test_start - gap, test_start, test_start + length, base.label_delay_days))
     return out
+
+
+def too_little_training(base: Windows, folds: int, data_start: pd.Timestamp | None = None) -> str:
+    """Why `folds` folds of `base`'s test window leave the earliest fold less training time than one test
+    window, and every change that would fix it, with the dates to use.
+
+    The fixes, for S = train-start, E = test-end, L = the test window, T = the training time, f = folds
+    and g = the gap between train-end and test-start (kept as it is): fewer folds (T // L, when at least
+    one fits); an earlier train-start (S <= train-end - f L, if the data reaches back that far); a
+    later test-start, which shortens the test window and lengthens training at once
+    (test-start >= S + (f (E - S) + g) / (f + 1)); an earlier test-end (a window of T / f at most).
+    """
+    length = base.test_end - base.test_start
+    training = base.train_end - base.train_start
+    first_training = training - (folds - 1) * length
+    first_end = base.train_end - (folds - 1) * length
+    if folds == 1:
+        problem = (f"the training window ({_at(base.train_start)} .. {_at(base.train_end)}) is {_days(training)}, "
+                   f"shorter than the {span_days(length)}-day test window "
+                   f"({_at(base.test_start)} .. {_at(base.test_end)})")
+    elif first_training <= pd.Timedelta(0):
+        problem = (f"{folds} folds of {span_days(length)}-day test windows leave fold 1 no training time (its training "
+                   f"would end at {_at(first_end)}, not after train-start {_at(base.train_start)})")
+    else:
+        problem = (f"{folds} folds of {span_days(length)}-day test windows leave fold 1 only "
+                   f"{_days(first_training)} of training ({_at(base.train_start)} .. {_at(first_end)}), "
+                   "less than one test window")
+    fixes = []
+    fit = int(training // length)
+    if folds > 1 and fit >= 1:
+        fixes.append(f"fewer folds (--folds {fit} at most)")
+    earliest = base.train_end - folds * length
+    if data_start is None or data_start <= earliest:
+        fixes.append(f"an earlier --train-start (at or before {_at(earliest.floor('min'))})")
+    gap = base.test_start - base.train_end
+    split = (base.train_start + (folds * (base.test_end - base.train_start) + gap) / (folds + 1)).ceil("min")
+    moved = "--train-end too if you set it" if gap == pd.Timedelta(0) else f"--train-end {_days(gap)} before it"
+    fixes.append(f"a later --test-start (at or after {_at(split)}; {moved})")
+    shorter = training / folds
+    fixes.append(f"an earlier --test-end (at or before {_at((base.test_start + shorter).floor('min'))}: "
+                 f"a {span_days(shorter)}-day test window)")
+    return f"{problem}; each fold must train for at least one test window: ask for " + ", or ".join(fixes)
+
+
+def _at(ts: pd.Timestamp) -> str:
+    return f"{ts:%Y-%m-%d %H:%M}"
+
+
+def span_days(span: pd.Timedelta) -> str:
+    """Days with one decimal at most: 73, 5.3."""
+    return f"{span / pd.Timedelta(days=1):.1f}".removesuffix(".0")
+
+
+def _days(span: pd.Timedelta) -> str:
+    number = span_days(span)
+    return f"{number} day" if number == "1" else f"{number} days"

@@ -124,3 +124,9 @@ def test_export_labels_refuses_to_overwrite_without_force(tmp_path):
     res = subprocess.run([DOCKET, "export-labels", "--out", str(out), "--force"], capture_output=True, text=True,
                          timeout=300, env=env)
     assert res.returncode == 0, res.stderr
+
+
+def test_help_prints_the_defaults_the_texts_state():
+    """Help is plain text: a "[default: ...]" in it is printed, not swallowed as rich markup."""
+    res = run("simulate", "--help")
+    assert res.returncode == 0 and "[default: DOCKET_DATA_DIR or ./data]" in " ".join(res.stdout.split())
