@@ -151,3 +151,10 @@ def test_help_states_window_bounds_defaults_and_every_sample_size(workdir):
     assert f"{LOGISTIC_MAX_ROWS:,}" in text and f"last {TEST_SHARE:.0%}" in text
     assert f"[default: {REVIEW_SHARE:g}]" in text
     assert "--exclude-known-fraud-accounts" in text and "the last fold's test window" in text
+
+
+def test_the_payments_data_set_validates_for_order_fraud_alone(workdir, payments):
+    """The README's example, first step: accounts and orders alone are valid and serve order fraud."""
+    res = run(workdir, "validate", "--data", str(payments))
+    assert res.returncode == 0, res.stderr
+    assert "serves: order fraud" in res.stderr and "not for the service: needs reports, enforcements, outcomes" in res.stderr
