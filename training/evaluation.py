@@ -167,8 +167,8 @@ def _trainable(split: Split, table: str, labels: Sequence[str], windows: Windows
         return f"{labelled} in the training window; {_more_labels(table, windows)}"
     if len(split.test) == 0:
         left = f" once the {excluded:,} rows of accounts with known fraud are left out" if excluded else ""
-        settled = (f" whose label is settled by the end of the data (fraud known, or {windows.label_delay_days} days "
-                   "old)") if table == "orders" else ""
+        settled = (f" whose label is settled by the end of the data (at least {windows.label_delay_days} days old "
+                   "then)") if table == "orders" else ""
         return f"no {table} in the test window{settled}{left}; move --test-start or --test-end over the data"
     for label in labels:
         y = np.concatenate([split.train.labels[label], split.calibration.labels[label]])
