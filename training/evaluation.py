@@ -185,8 +185,8 @@ def _more_labels(table: str, w: Windows) -> str:
         return ("a report counts only once resolved before train-end (labels as known then): "
                 "use an earlier --train-start or a later --train-end")
     span = w.train_end - w.train_start
-    settled = (f"an order without known fraud counts as genuine only once {w.label_delay_days} days old at "
-               "train-end (labels as known then)")
+    settled = (f"an order counts for training only once {w.label_delay_days} days old at train-end "
+               "(labels as known then)")
     if w.label_delay_days >= span / pd.Timedelta(days=1):
         return (f"{settled}, and the {w.label_delay_days}-day label delay is as long as the {span_days(span)}-day "
                 f"training window: use --label-delay-days well below {span_days(span)}, an earlier --train-start "

@@ -133,15 +133,17 @@ def report_split(rows: Rows, w: Windows) -> Split:
 
 
 def order_split(rows: Rows, w: Windows, data_end: int) -> Split:
-    """Orders whose label is settled when training ends (fraud known, or old enough to count as genuine),
-    labelled as known then; test orders at least the label delay old at the end of the data, whatever their
-    label. (Test orders younger than that used to be kept when their fraud was already known, which kept
-    every young fraud and no young genuine order: a selection on the label that inflated every ranker's
-    precision, 67 positives of 67 such rows on a 20,000-report simulation.)"""
+    """Training orders at least the label delay old when training ends, labelled as known then; test orders
+    at least the label delay old at the end of the data. Both ignore the label when choosing rows: keeping a
+    young order only when its fraud was already known keeps every young fraud and no young genuine order, a
+    selection on the label. In the test window it inflated every ranker's precision (67 positives of 67 such
+    rows on a 20,000-report simulation); in training those young frauds were the latest rows, so they
+    landed in the calibration slice (positive rate 0.042 against 0.016 in the rest, 30,000 reports, seed 7)
+    and the order model's calibration error was 0.019 instead of 0.005, with the same AP."""
     delay = w.label_delay_days * DAY
     end = _s(w.train_end)
     fraud_known = rows.known < end
-    in_train = (rows.times >= _s(w.train_start)) & (rows.times < end) & (fraud_known | (rows.times <= end - delay))
+    in_train = (rows.times >= _s(w.train_start)) & (rows.times <= end - delay)
     train = rows.take(in_train)
     train.labels["fraud"] = fraud_known[in_train].astype(int)
     in_test = (rows.times >= _s(w.test_start)) & (rows.times < _s(w.test_end)) & (rows.times <= data_end - delay)

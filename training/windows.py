@@ -3,9 +3,10 @@
 A label counts for training only if it was known when training ends, which is how a
 model retrained in production sees its data:
   * a report needs an outcome resolved before the end of the training window;
-  * an order counts as fraudulent once its fraud is known, and as genuine only once it is
-    `label_delay_days` old (a chargeback can still arrive before that); younger orders
-    with no known fraud are left out.
+  * an order counts only once it is `label_delay_days` old (a chargeback can still arrive
+    before that), as fraudulent if its fraud is known by then and genuine otherwise; younger
+    orders are left out, whatever is known of them (keeping the young ones whose fraud is
+    already known would choose rows by their label).
 Test rows are labelled with everything the data knows, but an order younger than
 `label_delay_days` at the end of the data is left out of the metrics (its label is not
 settled yet), as is a report that was never resolved.
