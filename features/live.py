@@ -357,6 +357,25 @@ def current_tables(snapshot: Snapshot, changes: Mapping[str, pd.DataFrame]) -> d
             out[name] = old
             continue
         kept = old[~is_in(old[KEYS[name]], new[KEYS[name]])]
-        out[name] = pd.concat([kept, new[old.columns]], ignore_index=True)
+        out[name] = concat_rows([kept, new[old.columns]])
+    return out
+
+
+def concat_rows(frames: Sequence[pd.DataFrame], max_chunks: int = 1) -> pd.DataFrame:
+    """pd.concat(frames, ignore_index=True) with every Arrow-backed column (the text columns) in one chunk.
+
+    Concatenating Arrow columns only chains their chunks, and filtering keeps them: a live history's changes,
+    grown by one small read per refresh, held a chunk per refresh in each text column, and every snapshot
+    folded those into its tables, where they stayed through every later snapshot (4,513 chunks per column of
+    reports after 7,400 filed reports). Each chunk keeps its own buffers and C++ objects: about 8 KB of memory
+    per filed report that a service reading the same store afresh does not hold, and a refresh that slowed
+    with them (issue 15)."""
+    out = pd.concat(frames, ignore_index=True)
+    for name in out.columns:
+        values = out[name].array
+        if isinstance(values, pd.arrays.ArrowExtensionArray):
+            chunks = values.__arrow_array__()
+            if chunks.num_chunks > max_chunks:
+                out[name] = pd.array(chunks.combine_chunks(), dtype=values.dtype)
     return out
 

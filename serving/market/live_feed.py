@@ -24,6 +24,7 @@ from features.history import History
 from features.live import (
     KEYS,
     Snapshot,
+    concat_rows,
     current_tables,
     live_history,
     seller_orders,
@@ -119,5 +120,5 @@ def merge_changes(changes: Mapping[str, pd.DataFrame], new: Mapping[str, pd.Data
             out[name] = frame.reset_index(drop=True)
             continue
         kept = old[~is_in(old[KEYS[name]], frame[KEYS[name]])]
-        out[name] = pd.concat([kept, frame], ignore_index=True)
+        out[name] = concat_rows([kept, frame], max_chunks=32)
     return out

@@ -84,3 +84,23 @@ def test_the_feed_follows_the_store_across_background_snapshots(engine, world):
             snapshots += feed._snapshot is not snapshot
     assert snapshots >= 2
     assert feed.seq == market.last_seq()
+
+
+def test_changes_and_snapshots_keep_each_text_column_in_one_chunk(engine, world):
+    """Concatenating Arrow columns chains chunks: a chunk per refresh, kept through every snapshot, cost
+    memory no fresh worker holds (issue 15)."""
+    market = Market(engine, load_policy())
+    events = timeline(world)
+    feed = LiveFeed(market, compact_rows=150)
+    for i in range(0, min(len(events), 2_000), 20):
+        _ingest(engine, market, events[i:i + 20])
+        feed.current()
+        if feed._next is not None:
+            feed._next.result()
+    feed.current()
+    for frames in (feed._changes, feed._snapshot.tables):
+        for name, frame in frames.items():
+            for column in frame.columns:
+                values = frame[column].array
+                if isinstance(values, pd.arrays.ArrowExtensionArray):
+                    assert values.__arrow_array__().num_chunks <= 1, (name, column)
