@@ -144,8 +144,10 @@ def evaluate(
     evaluation.json and plots, and log them to MLflow. Partial data sets evaluate what they can; windows that
     leave nothing to evaluate exit 2 saying why and what to change. Windows: starts are inclusive, ends exclusive. By default the test window is the last 20% of the data's
     time span and training is everything before it. The models fit on the earliest 87.5% of the labelled
-    training rows and the latest 12.5% calibrate them; the baselines learn from all of them, logistic
-    regression from a seeded sample of 50,000 when there are more. evaluation.json's "protocol" states these."""
+    training rows and the latest 12.5% calibrate them, after which the order fraud model is refitted on both;
+    the fraud models' parameters come from a seeded rolling-origin search on at most 20,000 of their training
+    rows. The baselines learn from all of them, logistic regression from a seeded sample of 50,000 when there
+    are more. evaluation.json's "protocol" states these."""
 
     def go() -> None:
         import mlflow

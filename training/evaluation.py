@@ -25,6 +25,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from features.streams import DAY
 from policy.queue import QueuePolicy
+from training import tuning
 from training import window_scoring as R
 from training.baselines import ORACLE
 from training.evaluation_data import Prepared, Rows, Split, known_fraud_account_rows, order_split, report_split
@@ -127,11 +128,16 @@ def protocol(options: Options) -> dict:
         "model_fit_share": fit,
         "calibration_share": CALIBRATION_SHARE,
         "model_training": f"the models fit on the earliest {fit:.1%} of the labelled training-window rows; "
-                          f"the latest {CALIBRATION_SHARE:.1%} calibrate their probabilities",
+                          f"the latest {CALIBRATION_SHARE:.1%} calibrate their probabilities"
+                          + ("; the order model is then refitted on both" if R.REFIT_ORDERS else ""),
         "logistic_regression_max_rows": R.LOGISTIC_MAX_ROWS,
         "baseline_training": "the baselines learn from every labelled training-window row (both parts); "
                              f"logistic regression from a seeded uniform sample of {R.LOGISTIC_MAX_ROWS:,} "
                              "rows when there are more",
+        "fraud_model_search": tuning.budget(),
+        "refit_after_calibration": {"fraud_orders": R.REFIT_ORDERS, "fraud_reports": R.REFIT_REPORT_FRAUD,
+                                    "rule": "a refitted model learns again from the fit and calibration rows "
+                                            "together with the same parameters, keeping the calibration map"},
         "review_capacity": capacity,
         "exclude_known_fraud_accounts": options.exclude_known_fraud_accounts,
         **excluded,
@@ -261,7 +267,7 @@ def _evaluate_reports(ev: Evaluation, split: Split, rules: QueuePolicy | None, o
     ev.report["fraud_reports"] = {**fraud_table(
         y_fraud, {n: ranking(s, "p_fraud", fraud_rows) for n, s in scores.items()}, _days(test.times[fraud_rows]),
         test.frame["subject_id"].to_numpy(object)[fraud_rows], options.review_share, options.k_per_day),
-        "excluded_known_fraud_account_rows": excluded}
+        "excluded_known_fraud_account_rows": excluded, "search": models.fraud.search}
     validity = {}
     for name, s in scores.items():
         validity[name] = binary_figures(y_valid, *ranking(s, "p_valid"))
@@ -298,7 +304,7 @@ def _evaluate_orders(ev: Evaluation, split: Split, options: Options, excluded: i
                               "orders_test": len(test), "orders_test_excluded_known_fraud_accounts": excluded})
     ev.report["fraud_orders"] = {**fraud_table(y, scored, _days(test.times), test.frame["buyer_id"].to_numpy(object),
                                                options.review_share, options.k_per_day),
-                                 "excluded_known_fraud_account_rows": excluded}
+                                 "excluded_known_fraud_account_rows": excluded, "search": model.search}
     ev.curves["fraud (orders)"] = {n: (y, s) for n, (s, _) in scored.items()}
     ev.ranked["fraud_orders"] = ranked_rows(test, np.ones(len(test), bool), "order_id", "buyer_id")
 

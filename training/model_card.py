@@ -53,6 +53,15 @@ def queue_markdown(report: dict) -> str:
     return _markdown(table, list(table[0]))
 
 
+def _search(search: dict | None) -> str:
+    if not search:
+        return "the defaults (no search)"
+    chosen = search["chosen"]
+    if chosen == "defaults":
+        return f"the defaults ({search['reason']})"
+    return "`" + ", ".join(f"{k}={v}" for k, v in chosen.items()) + f"` ({search['reason']})"
+
+
 def render(ev: Evaluation, versions: dict[str, str], fingerprint: str, run_id: str) -> str:
     w, rows = ev.windows, ev.report["rows"]
     return TEMPLATE.read_text(encoding="utf-8").format(
@@ -61,6 +70,9 @@ def render(ev: Evaluation, versions: dict[str, str], fingerprint: str, run_id: s
         train_window=f"{w.train_start:%Y-%m-%d} .. {w.train_end:%Y-%m-%d}",
         test_window=f"{w.test_start:%Y-%m-%d} .. {w.test_end:%Y-%m-%d}", label_delay_days=w.label_delay_days,
         **{k: f"{rows.get(k, 0):,}" for k in ("reports_train", "reports_calibration", "reports_test", "orders_train",
-                                                "orders_test")},
+                                                "orders_calibration", "orders_test")},
+        **{f"search_{task}": _search(ev.report.get(task, {}).get("search")) for task in ("fraud_reports", "fraud_orders")},
+        refit=("The order model was refitted on its calibration rows too after calibrating, so its freshest "
+               "labels are not lost to it." if ev.order_model is not None and ev.order_model.refit else ""),
         performance=performance_markdown(ev.report), queue=queue_markdown(ev.report),
     )

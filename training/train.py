@@ -10,6 +10,7 @@ since there is nothing to compare them with and a service needs something to ser
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,6 +88,9 @@ def train(
             "seed": seed, "num_threads": threads, "calibration": "latest 12.5% of the training window",
             "n_estimators_binary": m.validity.n_estimators, "n_estimators_severity": m.severity.n_estimators,
             **{f"lgbm_{k}": v for k, v in m.validity.params.items()},
+            **{f"search_{name}": json.dumps(model.search["chosen"] if model.search else None)
+               for name, model in (("fraud_reports", m.fraud), ("fraud_orders", ev.order_model))},
+            "refit_fraud_orders": ev.order_model.refit, "refit_fraud_reports": m.fraud.refit,
         })
         written = evaluation_output.write([ev], Path(tmp), fingerprint)
         for name, fig in _importance_figures(ev).items():

@@ -13,6 +13,7 @@ import pytest
 
 from features.io import write_tables
 from simulator.simulate import simulate
+from training import tuning
 from training.evaluation import REVIEW_SHARE
 from training.window_scoring import LOGISTIC_MAX_ROWS
 from training.windows import CALIBRATION_SHARE, TEST_SHARE
@@ -74,6 +75,12 @@ def test_evaluation_json_states_k_the_protocol_and_the_rows_left_out(excluded):
     assert protocol["exclude_known_fraud_accounts"] is True
     assert protocol["calibration_share"] == CALIBRATION_SHARE
     assert protocol["logistic_regression_max_rows"] == LOGISTIC_MAX_ROWS
+    assert protocol["fraud_model_search"] == tuning.budget()
+    assert protocol["refit_after_calibration"]["fraud_orders"] is True
+    # The search's record: the defaults and every draw scored at each origin it could score, and its choice.
+    search = fraud["search"]
+    assert search["candidates"][0]["params"] == "defaults" and len(search["candidates"]) == 1 + tuning.DRAWS
+    assert search["chosen"] == "defaults" or search["chosen"] in tuning.draws(7)
     assert fraud["excluded_known_fraud_account_rows"] == doc["rows"]["orders_test_excluded_known_fraud_accounts"] > 0
     assert doc["rows"]["orders_logistic_regression"] == doc["rows"]["orders_train"] + doc["rows"]["orders_calibration"]
     assert f"{fraud['excluded_known_fraud_account_rows']:,} from fraud_orders" in res.stderr

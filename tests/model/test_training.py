@@ -1,6 +1,8 @@
 """Training registers both models in MLflow, and the models learn what single fields cannot."""
 from __future__ import annotations
 
+import json
+
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
@@ -25,6 +27,11 @@ def test_training_run_logs_params_metrics_features_fingerprint_and_plots(trained
     client = MlflowClient()
     run = client.get_run(trained.run_id)
     assert run.data.params["seed"] == str(settings.seed)
+    # The search's choice per fraud model, as the registered models were fitted with it.
+    report = trained.evaluation.report
+    for task in ("fraud_orders", "fraud_reports"):
+        assert json.loads(run.data.params[f"search_{task}"]) == report[task]["search"]["chosen"]
+    assert run.data.params["refit_fraud_orders"] == "True"
     assert len(run.data.tags["data_fingerprint"]) == 16
     assert run.data.tags["window.test_start"] == trained.evaluation.windows.test_start.isoformat()
     for key in ("validity.model.roc_auc", "severity.model.macro_f1", "fraud_reports.model.average_precision",
